@@ -1,0 +1,36 @@
+# hystrix-actors: every target sets itself up (creates .venv, installs the project with its dev extra).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test lint typecheck unit demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check actors supervision tests examples benchmarks
+	$(BIN)/ruff format --check actors supervision tests examples benchmarks
+
+typecheck: setup
+	$(BIN)/mypy --strict actors supervision
+
+unit: setup
+	$(BIN)/pytest
+
+test: lint typecheck unit
+
+demo: setup
+	$(BIN)/python examples/jira_issues.py
+
+bench: setup
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
