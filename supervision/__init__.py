@@ -1,0 +1,57 @@
+"""The pure core of hystrix-actors: configuration, errors, breaker, windows and clocks.
+
+Nothing here owns a thread or knows about pykka; time comes from an injected clock.
+"""
+
+from .breaker import (
+    NORMAL,
+    TRANSITIONS,
+    CircuitBreaker,
+    CircuitState,
+    IllegalTransitionError,
+    Permit,
+    Transition,
+)
+from .bulkhead import Bulkhead
+from .clock import Clock, FakeClock, monotonic
+from .config import CommandConfig
+from .errors import (
+    BadRequest,
+    CircuitOpenError,
+    CommandError,
+    CommandTimeoutError,
+    FallbackFailedError,
+    MaxConcurrencyError,
+    UnknownCommandError,
+)
+from .events import ERROR_EVENTS, FALLBACK_TRIGGERS, HEALTH_EVENTS, EventType
+from .health import Health
+from .window import RollingCounts
+
+__all__ = [
+    "ERROR_EVENTS",
+    "FALLBACK_TRIGGERS",
+    "HEALTH_EVENTS",
+    "NORMAL",
+    "TRANSITIONS",
+    "BadRequest",
+    "Bulkhead",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "CircuitState",
+    "Clock",
+    "CommandConfig",
+    "CommandError",
+    "CommandTimeoutError",
+    "EventType",
+    "FakeClock",
+    "FallbackFailedError",
+    "Health",
+    "IllegalTransitionError",
+    "MaxConcurrencyError",
+    "Permit",
+    "RollingCounts",
+    "Transition",
+    "UnknownCommandError",
+    "monotonic",
+]

@@ -1,0 +1,222 @@
+"""The circuit breaker: a state machine over a rolling health window, with an injected clock.
+
+The legal transitions are data (``TRANSITIONS``); ``CircuitBreaker._transition`` performs every
+one of them, checks it is legal and records one ``Transition`` event. Decisions return data:
+the caller (an actor) logs and publishes the transitions.
+
+Semantics (Hystrix's, with its known defects fixed):
+
+* closed: every call is admitted; after each outcome the circuit trips when the window holds at
+  least ``request_volume_threshold`` calls and the error percentage is at or above
+  ``error_percent_threshold`` (no 500 ms snapshot lag).
+* open: calls are short-circuited until ``sleep_window`` has passed; then the next call moves the
+  circuit to half_open and is admitted as a probe.
+* half_open: at most ``half_open_probes`` probes are admitted; when that many have succeeded the
+  circuit closes (and the window restarts); a probe's failure, timeout or rejection re-opens it
+  and restarts the sleep window. Only a probe's outcome moves a half-open circuit: a success from
+  a call admitted before the circuit opened does not close it (hystrix-go's defect), and a
+  BAD_REQUEST says nothing about the dependency's health (Hystrix's defect): the probe's slot is
+  simply given back.
+* ``force_open`` rejects everything (and wins); ``force_closed`` admits everything and never trips.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from .clock import Clock
+from .config import CommandConfig
+from .events import ERROR_EVENTS, HEALTH_EVENTS, EventType
+from .window import RollingCounts
+
+__all__ = [
+    "CircuitBreaker",
+    "CircuitState",
+    "IllegalTransitionError",
+    "NORMAL",
+    "Permit",
+    "TRANSITIONS",
+    "Transition",
+]
+
+
+class CircuitState(enum.StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+TRANSITIONS: frozenset[tuple[CircuitState, CircuitState]] = frozenset(
+    {
+        (CircuitState.CLOSED, CircuitState.OPEN),
+        (CircuitState.OPEN, CircuitState.HALF_OPEN),
+        (CircuitState.HALF_OPEN, CircuitState.OPEN),
+        (CircuitState.HALF_OPEN, CircuitState.CLOSED),
+    }
+)
+
+
+class IllegalTransitionError(RuntimeError):
+    """A transition outside ``TRANSITIONS`` was attempted: a bug in the breaker."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Transition:
+    """One change of state, as data: logged and published by the owning actor."""
+
+    from_state: CircuitState
+    to_state: CircuitState
+    at: float
+    requests: int
+    error_percent: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Permit:
+    """What admission granted: a normal call, or a probe of half-open ``epoch``."""
+
+    probe: bool = False
+    epoch: int = -1
+
+
+#: The permit every non-probe call shares (no allocation on the hot path).
+NORMAL = Permit()
+
+
+class CircuitBreaker:
+    """Closed / open / half_open over a rolling window. Not thread-safe: one owner at a time."""
+
+    __slots__ = (
+        "_clock",
+        "_config",
+        "_epoch",
+        "_opened_at",
+        "_probe_successes",
+        "_probes_admitted",
+        "_state",
+        "window",
+    )
+
+    def __init__(self, config: CommandConfig, clock: Clock) -> None:
+        self._clock = clock
+        self._config = config
+        self._state = CircuitState.CLOSED
+        self._epoch = 0
+        self._opened_at = 0.0
+        self._probes_admitted = 0
+        self._probe_successes = 0
+        self.window = RollingCounts(config.rolling_window, config.rolling_buckets, clock)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> CircuitState:
+        """The state users see: forced open reads as open."""
+        if self._config.force_open:
+            return CircuitState.OPEN
+        return self._state
+
+    @property
+    def config(self) -> CommandConfig:
+        return self._config
+
+    def requests(self) -> int:
+        return self.window.total(HEALTH_EVENTS)
+
+    def errors(self) -> int:
+        return self.window.total(ERROR_EVENTS)
+
+    def error_percent(self) -> float:
+        total = self.requests()
+        return 0.0 if total == 0 else 100.0 * self.errors() / total
+
+    # -- deciding ------------------------------------------------------------------------------
+
+    def try_acquire(self) -> tuple[Permit | None, tuple[Transition, ...]]:
+        """Admit a call (a ``Permit``) or short-circuit it (``None``); with any transition."""
+        config = self._config
+        if config.force_open:
+            return None, ()
+        state = self._state
+        if config.force_closed or state is CircuitState.CLOSED:
+            return NORMAL, ()
+        if state is CircuitState.OPEN:
+            if self._clock() - self._opened_at < config.sleep_window:
+                return None, ()
+            moved = self._transition(CircuitState.HALF_OPEN)
+            self._probes_admitted = 1
+            return Permit(probe=True, epoch=self._epoch), (moved,)
+        if self._probes_admitted < config.half_open_probes:
+            self._probes_admitted += 1
+            return Permit(probe=True, epoch=self._epoch), ()
+        return None, ()
+
+    def record(self, permit: Permit, event: EventType) -> tuple[Transition, ...]:
+        """Record one call's outcome and apply what it implies for the circuit."""
+        self.window.add(event)
+        if permit.probe:
+            return self._probe_outcome(permit, event)
+        if (
+            self._state is CircuitState.CLOSED
+            and event in ERROR_EVENTS
+            and not self._config.force_closed
+        ):
+            total = self.requests()
+            if (
+                total > 0
+                and total >= self._config.request_volume_threshold
+                and 100.0 * self.errors() / total >= self._config.error_percent_threshold
+            ):
+                return (self._open(),)
+        return ()
+
+    def _probe_outcome(self, permit: Permit, event: EventType) -> tuple[Transition, ...]:
+        if permit.epoch != self._epoch or self._state is not CircuitState.HALF_OPEN:
+            return ()  # a probe of an earlier half-open period: its verdict is stale
+        if event is EventType.SUCCESS:
+            self._probe_successes += 1
+            if self._probe_successes >= self._config.half_open_probes:
+                moved = self._transition(CircuitState.CLOSED)
+                self.window.reset()
+                return (moved,)
+            return ()
+        if event in ERROR_EVENTS:
+            return (self._open(),)
+        # BAD_REQUEST (or anything else neutral): give the probe's slot back.
+        self._probes_admitted -= 1
+        return ()
+
+    def reconfigure(self, config: CommandConfig) -> None:
+        """Take new thresholds; the state, the epoch and the counts are kept."""
+        if (config.rolling_window, config.rolling_buckets) != (
+            self._config.rolling_window,
+            self._config.rolling_buckets,
+        ):
+            self.window = RollingCounts(config.rolling_window, config.rolling_buckets, self._clock)
+        self._config = config
+
+    # -- moving --------------------------------------------------------------------------------
+
+    def _open(self) -> Transition:
+        moved = self._transition(CircuitState.OPEN)
+        self._opened_at = moved.at
+        return moved
+
+    def _transition(self, to_state: CircuitState) -> Transition:
+        from_state = self._state
+        if (from_state, to_state) not in TRANSITIONS:
+            msg = f"illegal circuit transition {from_state.value} -> {to_state.value}"
+            raise IllegalTransitionError(msg)
+        moved = Transition(
+            from_state=from_state,
+            to_state=to_state,
+            at=self._clock(),
+            requests=self.requests(),
+            error_percent=self.error_percent(),
+        )
+        self._state = to_state
+        self._epoch += 1
+        self._probes_admitted = 0
+        self._probe_successes = 0
+        return moved

@@ -1,0 +1,88 @@
+"""A command's configuration: frozen, validated, Hystrix's defaults in float seconds."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+__all__ = ["CommandConfig"]
+
+
+def _check_seconds(name: str, value: object, *, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        msg = f"{name} must be a number of seconds, got {value!r}"
+        raise ValueError(msg)
+    low_ok = value >= 0 if allow_zero else value > 0
+    if not low_ok or math.isinf(value):
+        bound = ">= 0" if allow_zero else "> 0"
+        msg = f"{name} must be finite and {bound} seconds, got {value!r}"
+        raise ValueError(msg)
+
+
+def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"{name} must be an integer, got {value!r}"
+        raise ValueError(msg)
+    if value < low or (high is not None and value > high):
+        allowed = f">= {low}" if high is None else f"between {low} and {high}"
+        msg = f"{name} must be {allowed}, got {value!r}"
+        raise ValueError(msg)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class CommandConfig:
+    """How one command key is protected. Defaults are Hystrix's.
+
+    Durations are float seconds. An invalid value raises ``ValueError`` naming the field, the
+    allowed range and the value received.
+    """
+
+    #: Seconds a call may take, from admission to answer, before it is answered TIMEOUT.
+    timeout: float = 1.0
+    #: Bulkhead: calls allowed to run at once (one worker actor each, started lazily).
+    max_concurrent_requests: int = 10
+    #: Calls the rolling window must hold before the circuit may trip.
+    request_volume_threshold: int = 20
+    #: Seconds the circuit stays open before it admits half-open probes.
+    sleep_window: float = 5.0
+    #: Error percentage (0-100) at or above which the circuit trips.
+    error_percent_threshold: float = 50
+    #: Admitted calls that may wait for a free worker beyond ``max_concurrent_requests``.
+    queue_size: int = 0
+    #: Seconds covered by the rolling health window.
+    rolling_window: float = 10.0
+    #: Buckets the rolling window is divided into.
+    rolling_buckets: int = 10
+    #: Probes admitted while half-open; all must succeed to close the circuit.
+    half_open_probes: int = 1
+    #: Fallbacks allowed to run at once for this key; past it, FALLBACK_REJECTION.
+    fallback_max_concurrent: int = 10
+    #: Reject every call as if the circuit were open (wins over ``force_closed``).
+    force_open: bool = False
+    #: Admit every call whatever the error rate (statistics are still kept).
+    force_closed: bool = False
+
+    def __post_init__(self) -> None:
+        _check_seconds("timeout", self.timeout)
+        _check_int("max_concurrent_requests", self.max_concurrent_requests, 1, 10_000)
+        _check_int("request_volume_threshold", self.request_volume_threshold, 0)
+        _check_seconds("sleep_window", self.sleep_window, allow_zero=True)
+        ept = self.error_percent_threshold
+        if isinstance(ept, bool) or not isinstance(ept, int | float) or not 0 <= ept <= 100:
+            msg = f"error_percent_threshold must be a number between 0 and 100, got {ept!r}"
+            raise ValueError(msg)
+        _check_int("queue_size", self.queue_size, 0, 100_000)
+        _check_seconds("rolling_window", self.rolling_window)
+        _check_int("rolling_buckets", self.rolling_buckets, 1, 1_000)
+        _check_int("half_open_probes", self.half_open_probes, 1, 10_000)
+        _check_int("fallback_max_concurrent", self.fallback_max_concurrent, 1, 10_000)
+        for name in ("force_open", "force_closed"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                msg = f"{name} must be True or False, got {value!r}"
+                raise ValueError(msg)
+
+    def replace(self, **changes: Any) -> CommandConfig:
+        """A copy with some fields changed (validated like the original)."""
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,27 @@
+"""A snapshot of one command key's health, as ``health(key)`` returns it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .breaker import CircuitState
+
+__all__ = ["Health"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Health:
+    """What a key looks like right now, over its rolling window."""
+
+    key: str
+    #: "closed", "open" or "half_open" (a str-valued enum: compares equal to the string).
+    state: CircuitState
+    #: Calls counted towards health in the window (SHORT_CIRCUITED and BAD_REQUEST are not).
+    requests: int
+    #: FAILURE + TIMEOUT + rejections in the window.
+    errors: int
+    error_percent: float
+    #: Calls admitted whose ``run`` has not returned yet (running, queued or timed out).
+    in_flight: int
+    #: Worker actors alive for this key (started lazily, up to ``max_concurrent_requests``).
+    workers: int = 0

@@ -1,0 +1,82 @@
+"""A rolling window of event counts in buckets, over an injected clock.
+
+The window covers ``window`` seconds in ``buckets`` equal buckets; a bucket older than the window
+drops out as time moves on. Running totals make every read O(1) amortised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from .clock import Clock
+from .events import EventType
+
+__all__ = ["RollingCounts"]
+
+_INDEX = {event: i for i, event in enumerate(EventType)}
+
+
+class RollingCounts:
+    """Counts of each ``EventType`` over the last ``window`` seconds."""
+
+    __slots__ = ("_bucket_ids", "_buckets", "_clock", "_latest", "_n", "_totals", "_width")
+
+    def __init__(self, window: float, buckets: int, clock: Clock) -> None:
+        if window <= 0 or buckets < 1:
+            msg = f"a rolling window needs window > 0 and buckets >= 1, got {window!r}, {buckets!r}"
+            raise ValueError(msg)
+        self._clock = clock
+        self._n = buckets
+        self._width = window / buckets
+        self._buckets = [[0] * len(_INDEX) for _ in range(buckets)]
+        self._bucket_ids = [-1] * buckets
+        self._totals = [0] * len(_INDEX)
+        self._latest = -1
+
+    def _advance(self) -> int:
+        """Drop buckets that fell out of the window; return the current bucket's id."""
+        current = int(self._clock() // self._width)
+        if current != self._latest:
+            oldest_kept = current - self._n + 1
+            for slot in range(self._n):
+                if -1 < self._bucket_ids[slot] < oldest_kept:
+                    self._clear(slot)
+            self._latest = current
+        return current
+
+    def _clear(self, slot: int) -> None:
+        counts = self._buckets[slot]
+        totals = self._totals
+        for i, n in enumerate(counts):
+            if n:
+                totals[i] -= n
+                counts[i] = 0
+        self._bucket_ids[slot] = -1
+
+    def add(self, event: EventType, n: int = 1) -> None:
+        current = self._advance()
+        slot = current % self._n
+        if self._bucket_ids[slot] != current:
+            self._clear(slot)
+            self._bucket_ids[slot] = current
+        i = _INDEX[event]
+        self._buckets[slot][i] += n
+        self._totals[i] += n
+
+    def count(self, event: EventType) -> int:
+        self._advance()
+        return self._totals[_INDEX[event]]
+
+    def total(self, events: Iterable[EventType]) -> int:
+        self._advance()
+        totals = self._totals
+        return sum(totals[_INDEX[e]] for e in events)
+
+    def snapshot(self) -> Mapping[EventType, int]:
+        """Every event type's count over the window (zeros included)."""
+        self._advance()
+        return dict(zip(_INDEX, self._totals, strict=True))
+
+    def reset(self) -> None:
+        for slot in range(self._n):
+            self._clear(slot)
