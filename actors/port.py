@@ -1,0 +1,239 @@
+"""A command port: everything a caller needs to reach one key without a registry hop.
+
+The registry actor builds one port per key on first use and starts the key's supervisor; the
+registry facade caches the port, so later asks go straight from the caller's thread through the
+gate to the supervisor's mailbox. The port also answers what never reaches a worker
+(short-circuits, rejections, timeouts) and runs fallbacks.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pykka
+
+from supervision import (
+    CircuitOpenError,
+    Clock,
+    CommandConfig,
+    CommandError,
+    CommandTimeoutError,
+    EventType,
+    FallbackFailedError,
+    MaxConcurrencyError,
+    Permit,
+    Transition,
+)
+
+from .command import Command
+from .gate import Gate
+from .log import log_transitions, logger
+from .messages import Reply
+from .ticket import Ticket
+
+if TYPE_CHECKING:
+    from .watchdog import Watchdog
+
+__all__ = ["CommandPort", "TransitionListener"]
+
+#: Called with (key, transition) on every circuit transition.
+TransitionListener = Callable[[str, Transition], None]
+
+_SHORT = EventType.SHORT_CIRCUITED
+
+
+class CommandPort:
+    def __init__(
+        self,
+        *,
+        key: str,
+        command_class: type[Command],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        config: CommandConfig,
+        breaker_clock: Clock,
+        clock: Clock,
+        watchdog: Watchdog,
+        listeners: Sequence[TransitionListener],
+    ) -> None:
+        self.key = key
+        self.command_class = command_class
+        self._args = args
+        self._kwargs = kwargs
+        self.config = config
+        self.clock = clock
+        self.gate = Gate(config, breaker_clock)
+        self.log: Any = logger.bind(command=key)
+        self.supervisor: pykka.ActorRef[Any] | None = None
+        self.workers = 0
+        self.closed: CommandError | None = None
+        self.fallback_slots = threading.BoundedSemaphore(config.fallback_max_concurrent)
+        self._watchdog = watchdog
+        self._listeners = listeners
+        self._fallback_command: Command | None = None
+        self._lock = threading.Lock()
+
+    # -- the caller's side ---------------------------------------------------------------------
+
+    def submit(self, payload: Any, timeout: float | None, block: bool) -> Ticket | Reply:
+        """Admit a call and send it to the supervisor, or answer it at once."""
+        started = self.clock()
+        if self.closed is not None:
+            return self.fall_back(payload, None, self.closed, started)
+        admitted, moved = self.gate.admit()
+        if moved:
+            self.publish(moved)
+        if not isinstance(admitted, Permit):
+            return self.reject(admitted, payload, started)
+        limit = self.config.timeout
+        if timeout is not None and timeout < limit:
+            limit = timeout
+        ticket = Ticket(self, payload, started, started + limit, admitted)
+        if not block:
+            self._watchdog.watch(ticket)
+        supervisor = self.supervisor
+        try:
+            if supervisor is None:
+                raise pykka.ActorDeadError(self.key)
+            supervisor.tell(ticket)
+        except pykka.ActorDeadError:
+            self.gate.release()
+            if ticket.claim():
+                error = CommandError(f"command {self.key!r} is unavailable", key=self.key)
+                error.reason = "unavailable"
+                ticket.answer(self.fall_back(payload, None, error, started))
+        return ticket
+
+    def wait(self, ticket: Ticket) -> Reply:
+        """Block for the ticket's reply; at its deadline, answer TIMEOUT on this thread."""
+        try:
+            reply: Reply = ticket.future.get(timeout=max(0.0, ticket.deadline - self.clock()))
+        except pykka.Timeout:
+            if ticket.claim():
+                return self.expire(ticket)
+            reply = ticket.future.get()  # claimed a moment ago: being answered now
+        return reply
+
+    # -- answers that never come from a worker -------------------------------------------------
+
+    def reject(self, event: EventType, payload: Any, started: float) -> Reply:
+        if event is _SHORT:
+            error: CommandError = CircuitOpenError(
+                f"command {self.key!r}: circuit open", key=self.key
+            )
+            self.log.debug("command.short_circuited", reason=error.reason)
+        else:
+            error = MaxConcurrencyError(f"command {self.key!r}: max concurrency", key=self.key)
+            self.log.warning("command.rejected", reason=error.reason, in_flight=self.gate.in_flight)
+        return self.fall_back(payload, event, error, started)
+
+    def expire(self, ticket: Ticket) -> Reply:
+        """Answer a claimed ticket whose deadline passed (TIMEOUT, then the fallback)."""
+        ticket.timed_out = True
+        moved = self.gate.expire(ticket.permit)
+        if moved:
+            self.publish(moved)
+        limit = ticket.deadline - ticket.started
+        error = CommandTimeoutError(
+            f"command {self.key!r}: timeout after {limit:.3f}s", key=self.key
+        )
+        self.log.warning("command.timed_out", reason=error.reason, timeout=limit)
+        reply = self.fall_back(ticket.payload, EventType.TIMEOUT, error, ticket.started)
+        ticket.answer(reply)
+        return reply
+
+    def abandon(self, ticket: Ticket, error: CommandError) -> None:
+        """Answer a claimed ticket that will never run (its supervisor stopped)."""
+        ticket.answer(self.fall_back(ticket.payload, None, error, ticket.started))
+
+    # -- fallbacks -----------------------------------------------------------------------------
+
+    def fallback_command(self) -> Command:
+        """The shared instance that runs fallbacks off the workers (built on first need)."""
+        command = self._fallback_command
+        if command is None:
+            with self._lock:
+                if self._fallback_command is None:
+                    self._fallback_command = self.new_command()
+                command = self._fallback_command
+        return command
+
+    def new_command(self) -> Command:
+        return self.command_class(*self._args, **self._kwargs)
+
+    def fall_back(
+        self,
+        payload: Any,
+        event: EventType | None,
+        error: BaseException,
+        started: float,
+        command: Command | None = None,
+    ) -> Reply:
+        """Run the fallback for a call that failed with ``event`` and ``error``."""
+        head: tuple[EventType, ...] = () if event is None else (event,)
+        key = self.key
+        try:
+            if command is None:
+                command = self.fallback_command()
+            missing = not command.has_fallback(payload)
+        except Exception as exc:
+            return self._fallback_failed(payload, head, error, exc, started)
+        if missing:
+            events = (*head, EventType.FALLBACK_MISSING)
+            return Reply(key, None, error, events, self.clock() - started)
+        slots = self.fallback_slots
+        if not slots.acquire(blocking=False):
+            failed = FallbackFailedError(
+                f"command {key!r}: fallback rejected ({self.config.fallback_max_concurrent}"
+                f" running). run error was '{error}'",
+                key=key,
+                reason="fallback rejected",
+                run_error=error,
+            )
+            events = (*head, EventType.FALLBACK_REJECTION)
+            return Reply(key, None, failed, events, self.clock() - started)
+        try:
+            value = command.fallback(payload, error)
+        except BaseException as exc:
+            return self._fallback_failed(payload, head, error, exc, started)
+        finally:
+            slots.release()
+        events = (*head, EventType.FALLBACK_SUCCESS)
+        return Reply(key, value, error, events, self.clock() - started)
+
+    def _fallback_failed(
+        self,
+        payload: Any,
+        head: tuple[EventType, ...],
+        error: BaseException,
+        exc: BaseException,
+        started: float,
+    ) -> Reply:
+        failed = FallbackFailedError(
+            f"fallback failed with '{exc}'. run error was '{error}'",
+            key=self.key,
+            run_error=error,
+        )
+        failed.__cause__ = exc
+        self.log.error("fallback.failed", error=repr(exc), run_error=repr(error))
+        events = (*head, EventType.FALLBACK_FAILURE)
+        return Reply(self.key, None, failed, events, self.clock() - started)
+
+    # -- events and configuration --------------------------------------------------------------
+
+    def publish(self, transitions: tuple[Transition, ...]) -> None:
+        log_transitions(self.log, transitions)
+        for listener in self._listeners:
+            for moved in transitions:
+                try:
+                    listener(self.key, moved)
+                except Exception:
+                    self.log.exception("listener.failed", listener=repr(listener))
+
+    def reconfigure(self, config: CommandConfig) -> None:
+        self.gate.reconfigure(config)
+        if config.fallback_max_concurrent != self.config.fallback_max_concurrent:
+            self.fallback_slots = threading.BoundedSemaphore(config.fallback_max_concurrent)
+        self.config = config

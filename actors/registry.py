@@ -1,0 +1,349 @@
+"""``CommandRegistry``: the public face. Class-level calls use a process-wide default registry.
+
+``CommandRegistry.ask("Get all Issues", payload)`` works as written; ``CommandRegistry()`` makes
+an isolated registry with the same methods (and is a context manager that shuts it down).
+
+The first ask for a key is routed through the registry actor, which builds the key's port and
+starts its supervisor; the port is cached here, so every later ask goes from the caller's thread
+through the key's gate straight to its supervisor: no registry hop on the hot path.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from types import MethodType, TracebackType
+from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar, overload
+
+import pykka
+
+from supervision import (
+    Clock,
+    CommandConfig,
+    CommandError,
+    Health,
+    monotonic,
+)
+
+from .command import Command, FunctionCall
+from .messages import Reply
+from .port import CommandPort, TransitionListener
+from .registry_actor import (
+    Configure,
+    HealthOf,
+    Ports,
+    Register,
+    RegistryActor,
+    Reset,
+    Route,
+    largest_timeout,
+)
+from .ticket import Ticket
+from .watchdog import Watchdog
+
+__all__ = ["CommandRegistry"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_MAX_KEY_LENGTH = 256
+
+
+class _DefaultBound(Generic[P, R]):
+    """A method that, called on the class, acts on the process-wide default registry."""
+
+    def __init__(self, func: Callable[Concatenate[CommandRegistry, P], R]) -> None:
+        self._func = func
+        self.__doc__ = func.__doc__
+        self.__name__ = func.__name__
+
+    @overload
+    def __get__(self, obj: None, owner: type[CommandRegistry]) -> Callable[P, R]: ...
+    @overload
+    def __get__(
+        self, obj: CommandRegistry, owner: type[CommandRegistry] | None = None
+    ) -> Callable[P, R]: ...
+    def __get__(
+        self, obj: CommandRegistry | None, owner: type[CommandRegistry] | None = None
+    ) -> Callable[P, R]:
+        if obj is None:
+            obj = CommandRegistry.default()
+        bound: Callable[P, R] = MethodType(self._func, obj)
+        return bound
+
+
+def _check_key(key: object) -> str:
+    if not isinstance(key, str):
+        msg = f"a command key must be a str, got {type(key).__name__} {key!r:.80}"
+        raise TypeError(msg)
+    if not key.strip():
+        msg = f"a command key must be a non-empty str, got {key!r}"
+        raise ValueError(msg)
+    if len(key) > _MAX_KEY_LENGTH:
+        msg = f"a command key must be at most {_MAX_KEY_LENGTH} characters, got {len(key)}"
+        raise ValueError(msg)
+    return key
+
+
+def _check_timeout(timeout: object) -> None:
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or math.isnan(timeout)
+        or timeout <= 0
+    ):
+        msg = f"timeout must be a number of seconds > 0 or None, got {timeout!r}"
+        raise ValueError(msg)
+
+
+def _unwrap(reply: Reply) -> Any:
+    return reply.unwrap()
+
+
+def _resolved(reply: Reply) -> pykka.ThreadingFuture[Reply]:
+    future: pykka.ThreadingFuture[Reply] = pykka.ThreadingFuture()
+    future.set(reply)
+    return future
+
+
+class CommandRegistry:
+    """Registered commands, each protected by its own supervisor, gate and workers."""
+
+    _default: ClassVar[CommandRegistry | None] = None
+    _default_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, *, clock: Clock = monotonic) -> None:
+        """``clock`` times circuit breakers and rolling windows (inject a ``FakeClock`` in
+        tests); call deadlines always use ``time.monotonic``."""
+        self._clock = clock
+        self._listeners: list[TransitionListener] = []
+        self._lock = threading.Lock()
+        self._start()
+
+    def _start(self) -> None:
+        self._watchdog = Watchdog()
+        self._actor = RegistryActor.start(self._clock, self._watchdog, self._listeners)
+        self._routes: dict[str, CommandPort] = {}
+        self._closed: CommandError | None = None
+
+    @classmethod
+    def default(cls) -> CommandRegistry:
+        """The process-wide registry that class-level calls act on."""
+        registry = cls._default
+        if registry is None:
+            with cls._default_lock:
+                if cls._default is None:
+                    cls._default = cls()
+                registry = cls._default
+        return registry
+
+    def __enter__(self) -> CommandRegistry:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+
+    # -- registration and configuration --------------------------------------------------------
+
+    @_DefaultBound
+    def register(self, command_class: type[Command], *args: Any, **kwargs: Any) -> type[Command]:
+        """Register a ``Command`` subclass under its ``key``; args go to each instance."""
+        if not (isinstance(command_class, type) and issubclass(command_class, Command)):
+            msg = f"register() takes a Command subclass, got {command_class!r:.80}"
+            raise TypeError(msg)
+        key = getattr(command_class, "key", None)
+        try:
+            _check_key(key)
+        except (TypeError, ValueError) as exc:
+            msg = f"{command_class.__qualname__}.key is invalid: {exc}"
+            raise type(exc)(msg) from None
+        if not isinstance(command_class.config, CommandConfig):
+            msg = (
+                f"{command_class.__qualname__}.config must be a CommandConfig,"
+                f" got {command_class.config!r:.80}"
+            )
+            raise TypeError(msg)
+        self._ensure_open()
+        self._actor.ask(Register(command_class, args, kwargs))
+        return command_class
+
+    @_DefaultBound
+    def configure(self, key: str, config: CommandConfig) -> None:
+        """Set a key's configuration (like ``hystrix.ConfigureCommand``), live or not."""
+        _check_key(key)
+        if not isinstance(config, CommandConfig):
+            msg = f"configure() takes a CommandConfig, got {config!r:.80}"
+            raise TypeError(msg)
+        self._ensure_open()
+        self._actor.ask(Configure(key, config))
+
+    @_DefaultBound
+    def subscribe(self, listener: TransitionListener) -> None:
+        """Call ``listener(key, transition)`` on every circuit transition of this registry."""
+        if not callable(listener):
+            msg = f"subscribe() takes a callable, got {listener!r:.80}"
+            raise TypeError(msg)
+        self._listeners.append(listener)
+
+    # -- asking ----------------------------------------------------------------------------
+
+    def _port(self, key: str, function_style: bool = False) -> CommandPort:
+        try:
+            return self._routes[key]
+        except (KeyError, TypeError):
+            pass
+        _check_key(key)
+        self._ensure_open()
+        try:
+            port: CommandPort = self._actor.ask(Route(key, function_style), block=True)
+        except pykka.ActorDeadError:
+            self._ensure_open()
+            raise
+        self._routes[key] = port
+        return port
+
+    def _submit(self, key: str, payload: Any, timeout: float | None, block: bool) -> Ticket | Reply:
+        closed = self._closed
+        if closed is not None:
+            raise CommandError(str(closed), key=key, reason=closed.reason)
+        if timeout is not None:
+            _check_timeout(timeout)
+        return self._port(key).submit(payload, timeout, block)
+
+    @_DefaultBound
+    def ask_reply(
+        self, key: str, payload: Any = None, *, block: bool = True, timeout: float | None = None
+    ) -> Any:
+        """The ``Reply`` itself (or a future of it with ``block=False``); never raises for a
+        command's failure. ``timeout`` can shorten the call's deadline, never lengthen it."""
+        outcome = self._submit(key, payload, timeout, block)
+        if isinstance(outcome, Reply):
+            return outcome if block else _resolved(outcome)
+        if block:
+            return outcome.port.wait(outcome)
+        return outcome.future
+
+    @_DefaultBound
+    def ask(
+        self, key: str, payload: Any = None, *, block: bool = True, timeout: float | None = None
+    ) -> Any:
+        """The value of ``run``, or of ``fallback`` when the call failed, timed out, was
+        rejected or short-circuited; with no fallback, raise (see ``Reply.unwrap``).
+        With ``block=False``, a pykka future of that value."""
+        outcome = self._submit(key, payload, timeout, block)
+        if isinstance(outcome, Reply):
+            return outcome.unwrap() if block else _resolved(outcome).map(_unwrap)
+        if block:
+            return outcome.port.wait(outcome).unwrap()
+        return outcome.future.map(_unwrap)
+
+    def _call(
+        self,
+        key: str,
+        run: Callable[[], Any],
+        fallback: Callable[[BaseException], Any] | None,
+        block: bool,
+    ) -> Ticket | Reply:
+        if not callable(run):
+            msg = f"run must be a callable taking no argument, got {run!r:.80}"
+            raise TypeError(msg)
+        if fallback is not None and not callable(fallback):
+            msg = f"fallback must be None or a callable taking the error, got {fallback!r:.80}"
+            raise TypeError(msg)
+        closed = self._closed
+        if closed is not None:
+            raise CommandError(str(closed), key=key, reason=closed.reason)
+        return self._port(key, function_style=True).submit(FunctionCall(run, fallback), None, block)
+
+    @_DefaultBound
+    def go(
+        self,
+        key: str,
+        run: Callable[[], Any],
+        fallback: Callable[[BaseException], Any] | None = None,
+    ) -> pykka.Future[Any]:
+        """hystrix-go's ``Go``: run ``run()`` under the key's protection; a future of its value
+        (or of ``fallback(error)``'s). A key never configured uses the default config."""
+        outcome = self._call(key, run, fallback, block=False)
+        if isinstance(outcome, Reply):
+            return _resolved(outcome).map(_unwrap)
+        return outcome.future.map(_unwrap)
+
+    @_DefaultBound
+    def do(
+        self,
+        key: str,
+        run: Callable[[], Any],
+        fallback: Callable[[BaseException], Any] | None = None,
+    ) -> Any:
+        """hystrix-go's ``Do``: like ``go`` but blocks for the value."""
+        outcome = self._call(key, run, fallback, block=True)
+        if isinstance(outcome, Reply):
+            return outcome.unwrap()
+        return outcome.port.wait(outcome).unwrap()
+
+    # -- looking -------------------------------------------------------------------------------
+
+    @_DefaultBound
+    def health(self, key: str) -> Health:
+        """A snapshot of the key's circuit and load (starts no actor for an unused key)."""
+        port = self._routes.get(key) if isinstance(key, str) else None
+        if port is not None:
+            return port.gate.health(key, port.workers)
+        _check_key(key)
+        self._ensure_open()
+        health: Health = self._actor.ask(HealthOf(key), block=True)
+        return health
+
+    # -- stopping ------------------------------------------------------------------------------
+
+    def _ensure_open(self) -> None:
+        closed = self._closed
+        if closed is not None:
+            raise CommandError(str(closed), reason=closed.reason)
+
+    @_DefaultBound
+    def reset(self) -> None:
+        """Stop every command actor and forget registrations and configuration (like
+        ``hystrix.Flush``). A registry that was shut down is started afresh."""
+        with self._lock:
+            if self._closed is not None:
+                self._start()
+                return
+            self._routes.clear()
+            reason = CommandError("the registry was reset", reason="unavailable")
+            self._actor.ask(Reset(reason))
+
+    @_DefaultBound
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Stop admitting (later asks raise ``CommandError`` with reason "shutdown"), let calls
+        in flight finish for up to ``timeout`` seconds (default: the longest command timeout),
+        answer the rest and stop every actor."""
+        if timeout is not None:
+            _check_timeout(timeout)
+        with self._lock:
+            if self._closed is not None:
+                return
+            closed = CommandError("the registry is shut down", reason="shutdown")
+            self._closed = closed
+            try:
+                ports: list[CommandPort] = self._actor.ask(Ports(), block=True)
+            except pykka.ActorDeadError:
+                ports = []
+            budget = largest_timeout(ports) if timeout is None else timeout
+            deadline = time.monotonic() + budget
+            for port in ports:
+                port.gate.wait_drained(max(0.0, deadline - time.monotonic()))
+            self._routes.clear()
+            if self._actor.is_alive():
+                self._actor.stop(block=True)
+            for ticket in self._watchdog.close():
+                if ticket.claim():
+                    ticket.port.abandon(ticket, closed)

@@ -1,0 +1,90 @@
+"""The worker actor: runs one call at a time on its own thread and its own ``Command``.
+
+Every exception ``run`` raises, BaseException included, is turned into an answer here: nothing
+escapes to pykka, which would stop the actor (an Exception) or every actor in the process (a
+BaseException).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pykka
+
+from supervision import BadRequest, EventType
+
+from .command import Command
+from .log import logger
+from .messages import Reply, WorkerIdle
+from .port import CommandPort
+from .ticket import Ticket
+
+__all__ = ["WorkerActor"]
+
+_SUCCESS = EventType.SUCCESS
+_FAILURE = EventType.FAILURE
+_BAD_REQUEST = EventType.BAD_REQUEST
+
+
+class WorkerActor(pykka.ThreadingActor):
+    use_daemon_thread = True  # a run that never returns must not keep the process alive
+
+    def __init__(self, port: CommandPort, supervisor: pykka.ActorRef[Any]) -> None:
+        super().__init__()
+        self._port = port
+        self._supervisor = supervisor
+        self._command: Command | None = None
+        self._idle: WorkerIdle | None = None
+        self._log: Any = logger
+
+    def on_start(self) -> None:
+        self._idle = WorkerIdle(self.actor_ref)
+        self._log = self._port.log.bind(actor=self.actor_urn)
+
+    def on_receive(self, message: Any) -> None:
+        if isinstance(message, Ticket):
+            try:
+                self._execute(message)
+            finally:
+                try:
+                    self._supervisor.tell(self._idle)
+                except pykka.ActorDeadError:
+                    self.stop()
+
+    def _execute(self, ticket: Ticket) -> None:
+        port = self._port
+        if ticket.settled:  # timed out or abandoned before it reached a worker
+            port.gate.release()
+            return
+        value: Any = None
+        error: BaseException | None = None
+        event = _SUCCESS
+        try:
+            command = self._command
+            if command is None:
+                command = self._command = port.new_command()
+            command._ticket = ticket
+            try:
+                value = command.run(ticket.payload)
+            finally:
+                command._ticket = None
+        except BadRequest as exc:
+            event, error = _BAD_REQUEST, exc
+        except BaseException as exc:
+            event, error = _FAILURE, exc
+        if not ticket.claim():  # answered TIMEOUT already: drop the late result
+            port.gate.release()
+            self._log.debug("command.late_result_dropped", outcome=event.value)
+            return
+        moved = port.gate.finish(ticket.permit, event)
+        if moved:
+            port.publish(moved)
+        if event is _SUCCESS:
+            reply = Reply(port.key, value, None, (_SUCCESS,), port.clock() - ticket.started)
+        elif event is _BAD_REQUEST:
+            reply = Reply(port.key, None, error, (_BAD_REQUEST,), port.clock() - ticket.started)
+        else:
+            assert error is not None
+            self._log.error("command.failed", error=repr(error))
+            reply = port.fall_back(ticket.payload, _FAILURE, error, ticket.started, self._command)
+        ticket.answer(reply)
