@@ -13,7 +13,7 @@ import pykka
 
 from supervision import CommandConfig, EventType
 
-__all__ = ["Reconfigure", "Reply", "WorkerIdle"]
+__all__ = ["Reconfigure", "Reply", "Retired"]
 
 _VALUE_EVENTS = (EventType.SUCCESS, EventType.FALLBACK_SUCCESS)
 
@@ -55,8 +55,8 @@ class Reply:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class WorkerIdle:
-    """A worker tells its supervisor it has finished its call and can take another."""
+class Retired:
+    """A surplus worker tells its supervisor it has stopped (the pool was shrunk)."""
 
     worker: pykka.ActorRef[Any]
 

@@ -67,7 +67,6 @@ class CommandPort:
         self.gate = Gate(config, breaker_clock)
         self.log: Any = logger.bind(command=key)
         self.supervisor: pykka.ActorRef[Any] | None = None
-        self.workers = 0
         self.closed: CommandError | None = None
         self.fallback_slots = threading.BoundedSemaphore(config.fallback_max_concurrent)
         self._watchdog = watchdog
@@ -82,7 +81,7 @@ class CommandPort:
         started = self.clock()
         if self.closed is not None:
             return self.fall_back(payload, None, self.closed, started)
-        admitted, moved = self.gate.admit()
+        admitted, worker, moved = self.gate.admit()
         if moved:
             self.publish(moved)
         if not isinstance(admitted, Permit):
@@ -93,11 +92,11 @@ class CommandPort:
         ticket = Ticket(self, payload, started, started + limit, admitted)
         if not block:
             self._watchdog.watch(ticket)
-        supervisor = self.supervisor
+        target = worker if worker is not None else self.supervisor
         try:
-            if supervisor is None:
+            if target is None:
                 raise pykka.ActorDeadError(self.key)
-            supervisor.tell(ticket)
+            target.tell(ticket)
         except pykka.ActorDeadError:
             self.gate.release()
             if ticket.claim():

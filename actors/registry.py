@@ -296,7 +296,7 @@ class CommandRegistry:
         """A snapshot of the key's circuit and load (starts no actor for an unused key)."""
         port = self._routes.get(key) if isinstance(key, str) else None
         if port is not None:
-            return port.gate.health(key, port.workers)
+            return port.gate.health(key)
         _check_key(key)
         self._ensure_open()
         health: Health = self._actor.ask(HealthOf(key), block=True)
@@ -343,6 +343,7 @@ class CommandRegistry:
                 port.gate.wait_drained(max(0.0, deadline - time.monotonic()))
             self._routes.clear()
             if self._actor.is_alive():
+                self._actor.ask(Reset(closed), block=True)
                 self._actor.stop(block=True)
             for ticket in self._watchdog.close():
                 if ticket.claim():

@@ -13,6 +13,7 @@ from typing import Any
 import pykka
 
 from supervision import (
+    CircuitState,
     Clock,
     CommandConfig,
     CommandError,
@@ -86,7 +87,6 @@ class RegistryActor(pykka.ThreadingActor):
         self._registrations: dict[str, Register] = {}
         self._configs: dict[str, CommandConfig] = {}
         self._ports: dict[str, CommandPort] = {}
-        self.closing: CommandError | None = None
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Route):
@@ -164,23 +164,17 @@ class RegistryActor(pykka.ThreadingActor):
     def _health(self, key: str) -> Health:
         port = self._ports.get(key)
         if port is not None:
-            return port.gate.health(key, port.workers)
+            return port.gate.health(key)
         registration = self._registrations.get(key)
         if registration is None:
             msg = f"no command is registered under the key {key!r}"
             raise UnknownCommandError(msg, key=key)
         # Registered, never used: report it without starting any actor.
-        return CommandPort(
-            key=key,
-            command_class=registration.command_class,
-            args=(),
-            kwargs={},
-            config=self._config_for(key, registration),
-            breaker_clock=self._breaker_clock,
-            clock=monotonic,
-            watchdog=self._watchdog,
-            listeners=(),
-        ).gate.health(key, 0)
+        config = self._config_for(key, registration)
+        state = CircuitState.OPEN if config.force_open else CircuitState.CLOSED
+        return Health(
+            key=key, state=state, requests=0, errors=0, error_percent=0.0, in_flight=0, workers=0
+        )
 
     def _stop_ports(self, reason: CommandError) -> None:
         ports = list(self._ports.values())
@@ -192,8 +186,7 @@ class RegistryActor(pykka.ThreadingActor):
                 port.supervisor.stop(block=True)
 
     def on_stop(self) -> None:
-        reason = self.closing or CommandError("the registry stopped", reason="shutdown")
-        self._stop_ports(reason)
+        self._stop_ports(CommandError("the registry stopped", reason="shutdown"))
 
 
 def largest_timeout(ports: Sequence[CommandPort]) -> float:

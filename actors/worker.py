@@ -2,7 +2,7 @@
 
 Every exception ``run`` raises, BaseException included, is turned into an answer here: nothing
 escapes to pykka, which would stop the actor (an Exception) or every actor in the process (a
-BaseException).
+BaseException). When a call is done the worker takes the next waiting call or parks in the gate.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import pykka
 from supervision import BadRequest, EventType
 
 from .command import Command
+from .gate import RETIRE
 from .log import logger
-from .messages import Reply, WorkerIdle
+from .messages import Reply, Retired
 from .port import CommandPort
 from .ticket import Ticket
 
@@ -34,11 +35,9 @@ class WorkerActor(pykka.ThreadingActor):
         self._port = port
         self._supervisor = supervisor
         self._command: Command | None = None
-        self._idle: WorkerIdle | None = None
         self._log: Any = logger
 
     def on_start(self) -> None:
-        self._idle = WorkerIdle(self.actor_ref)
         self._log = self._port.log.bind(actor=self.actor_urn)
 
     def on_receive(self, message: Any) -> None:
@@ -46,14 +45,23 @@ class WorkerActor(pykka.ThreadingActor):
             try:
                 self._execute(message)
             finally:
-                try:
-                    self._supervisor.tell(self._idle)
-                except pykka.ActorDeadError:
-                    self.stop()
+                self._next()
+
+    def _next(self) -> None:
+        following = self._port.gate.park(self.actor_ref)
+        if following is None:
+            return
+        if following is RETIRE:
+            try:
+                self._supervisor.tell(Retired(self.actor_ref))
+            finally:
+                self.stop()
+        else:
+            self.actor_ref.tell(following)
 
     def _execute(self, ticket: Ticket) -> None:
         port = self._port
-        if ticket.settled:  # timed out or abandoned before it reached a worker
+        if ticket.settled:  # timed out or abandoned before it reached this worker
             port.gate.release()
             return
         value: Any = None
