@@ -10,6 +10,7 @@ through the key's gate straight to its supervisor: no registry hop on the hot pa
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -52,12 +53,21 @@ _MAX_KEY_LENGTH = 256
 
 
 class _DefaultBound(Generic[P, R]):
-    """A method that, called on the class, acts on the process-wide default registry."""
+    """A method that, called on the class, acts on the process-wide default registry.
+
+    The default registry is made on the first such call, not when the attribute is looked up.
+    """
 
     def __init__(self, func: Callable[Concatenate[CommandRegistry, P], R]) -> None:
         self._func = func
         self.__doc__ = func.__doc__
         self.__name__ = func.__name__
+
+        @functools.wraps(func)
+        def on_default(*args: P.args, **kwargs: P.kwargs) -> R:
+            return func(CommandRegistry.default(), *args, **kwargs)
+
+        self._on_default: Callable[P, R] = on_default
 
     @overload
     def __get__(self, obj: None, owner: type[CommandRegistry]) -> Callable[P, R]: ...
@@ -69,7 +79,7 @@ class _DefaultBound(Generic[P, R]):
         self, obj: CommandRegistry | None, owner: type[CommandRegistry] | None = None
     ) -> Callable[P, R]:
         if obj is None:
-            obj = CommandRegistry.default()
+            return self._on_default
         bound: Callable[P, R] = MethodType(self._func, obj)
         return bound
 
