@@ -1,0 +1,1 @@
+"""Benchmarks for hystrix-actors: ``python -m benchmarks`` (``make bench``)."""

@@ -1,0 +1,219 @@
+"""The benchmark's report: tables with the issue's targets beside the figures, as Markdown."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from .latency import Latency
+from .throughput import Throughput
+
+__all__ = [
+    "BARE_ASK",
+    "BARE_FUNCTION",
+    "HAND_ROLLED",
+    "IDEAL_PER_SECOND",
+    "OURS_REJECTED",
+    "OURS_SHORT_CIRCUIT",
+    "OURS_SUCCESS",
+    "OURS_THROUGHPUT",
+    "POOL_ALONE",
+    "RunInfo",
+    "Target",
+    "render",
+]
+
+BARE_FUNCTION = "bare function call"
+BARE_ASK = "bare pykka ask (ThreadingActor echo)"
+HAND_ROLLED = "hand-rolled: ThreadPoolExecutor(10) + pybreaker + result(timeout) + fallback"
+OURS_SUCCESS = "ours: `registry.ask`, success"
+OURS_SHORT_CIRCUIT = "ours: `registry.ask`, short-circuit (force_open, fallback)"
+OURS_REJECTED = "ours: `registry.ask`, rejected (bulkhead full, fallback)"
+#: The throughput variant without any breaker (context for the hand-rolled figure).
+POOL_ALONE = "ThreadPoolExecutor(10) alone, no breaker (context only)"
+OURS_THROUGHPUT = "ours: `registry.ask`, max_concurrent_requests=10"
+
+#: 10 callers against a dependency that takes 10 ms: at best 1,000 calls/s.
+IDEAL_PER_SECOND = 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One target of the issue: ``reached`` must be <= ``limit`` (or >= with ``at_least``)."""
+
+    label: str
+    reached: float
+    limit: float
+    at_least: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return self.reached >= self.limit if self.at_least else self.reached <= self.limit
+
+    @property
+    def verdict(self) -> str:
+        return "PASS" if self.passed else "MISS"
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    date: str
+    python: str
+    pykka: str
+    pybreaker: str
+    structlog: str
+    cores: int
+    platform: str
+    mode: str
+    latency_plan: str
+    throughput_plan: str
+    timer_overhead_ns: int
+    pybreaker_note: str
+    #: What the "10 ms" dependency really took per call during the throughput slices.
+    dependency_mean_ms: float = 0.0
+    dependency_p99_ms: float = 0.0
+    seconds: float = 0.0
+
+
+def _us(value: float) -> str:
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}"
+
+
+def _x(value: float) -> str:
+    return f"{value:.3f}x" if value < 0.1 else f"{value:.2f}x"
+
+
+def _targets_cell(targets: Sequence[Target]) -> tuple[str, str]:
+    if not targets:
+        return "", ""
+    labels = "; ".join(t.label for t in targets)
+    verdicts = "; ".join(f"**{t.verdict}**" for t in targets)
+    return labels, verdicts
+
+
+def latency_targets(latencies: Mapping[str, Latency]) -> dict[str, list[Target]]:
+    ask = latencies[BARE_ASK]
+    ours = latencies[OURS_SUCCESS]
+    short = latencies[OURS_SHORT_CIRCUIT]
+    return {
+        OURS_SUCCESS: [
+            Target("p50 <= 2x ask", ours.p50_us / ask.p50_us, 2.0),
+            Target("p99 <= 3x ask", ours.p99_us / ask.p99_us, 3.0),
+        ],
+        OURS_SHORT_CIRCUIT: [Target("p50 <= 1x ask", short.p50_us / ask.p50_us, 1.0)],
+    }
+
+
+def throughput_targets(throughputs: Mapping[str, Throughput]) -> list[Target]:
+    ours = throughputs[OURS_THROUGHPUT].per_second
+    theirs = throughputs[HAND_ROLLED].per_second
+    return [
+        Target(">= 90% of ideal", 100 * ours / IDEAL_PER_SECOND, 90.0, at_least=True),
+        Target(">= 5x hand-rolled", ours / theirs if theirs else float("inf"), 5.0, at_least=True),
+    ]
+
+
+def _latency_table(latencies: Mapping[str, Latency]) -> list[str]:
+    ask = latencies[BARE_ASK]
+    targets = latency_targets(latencies)
+    lines = [
+        "| Path | p50 µs | p99 µs | p50 ÷ ask | p99 ÷ ask | Target (issue) | Result |",
+        "|---|---:|---:|---:|---:|---|---|",
+    ]
+    for name, figure in latencies.items():
+        labels, verdicts = _targets_cell(targets.get(name, []))
+        lines.append(
+            f"| {name} | {_us(figure.p50_us)} | {_us(figure.p99_us)}"
+            f" | {_x(figure.p50_us / ask.p50_us)} | {_x(figure.p99_us / ask.p99_us)}"
+            f" | {labels} | {verdicts} |"
+        )
+    return lines
+
+
+def _throughput_table(throughputs: Mapping[str, Throughput]) -> list[str]:
+    theirs = throughputs[HAND_ROLLED].per_second
+    labels, verdicts = _targets_cell(throughput_targets(throughputs))
+    lines = [
+        "| Variant (10 callers, 10 ms dependency) | calls/s | % of ideal 1,000/s"
+        " | ÷ hand-rolled | fallbacks | Target (issue) | Result |",
+        "|---|---:|---:|---:|---:|---|---|",
+    ]
+    for name, figure in throughputs.items():
+        mine = (labels, verdicts) if name == OURS_THROUGHPUT else ("", "")
+        ratio = _x(figure.per_second / theirs) if theirs else "n/a"
+        share = 100 * figure.per_second / IDEAL_PER_SECOND
+        lines.append(
+            f"| {name} | {figure.per_second:,.0f} | {share:.1f}%"
+            f" | {ratio} | {figure.fallbacks} | {mine[0]} | {mine[1]} |"
+        )
+    return lines
+
+
+def _ceiling_note(info: RunInfo, throughputs: Mapping[str, Throughput]) -> list[str]:
+    if info.dependency_mean_ms <= 0:
+        return []
+    ceiling = 10 * 1000 / info.dependency_mean_ms
+    ours = throughputs[OURS_THROUGHPUT].per_second
+    return [
+        f"- The dependency's `time.sleep(0.01)` itself took {info.dependency_mean_ms:.2f} ms on"
+        f" average (p99 {info.dependency_p99_ms:.2f} ms) during the throughput slices, so 10"
+        f" callers could reach at most {ceiling:,.0f} calls/s with zero overhead; ours reached"
+        f" {100 * ours / ceiling:.1f}% of that ceiling (the target is against the nominal 1,000)."
+    ]
+
+
+def render(
+    info: RunInfo, latencies: Mapping[str, Latency], throughputs: Mapping[str, Throughput]
+) -> str:
+    """The whole report as Markdown."""
+    lines = [
+        "# Performance",
+        "",
+        "Generated by `make bench` (`python -m benchmarks`); every figure below comes from one"
+        " run.",
+        "",
+        f"- Date: {info.date}",
+        f"- Python {info.python}, pykka {info.pykka}, pybreaker {info.pybreaker},"
+        f" structlog {info.structlog}",
+        f"- Machine: {info.cores} cores, {info.platform}",
+        f"- Mode: {info.mode}; the run took {info.seconds:.1f} s",
+        f"- Latency: {info.latency_plan}",
+        f"- Throughput: {info.throughput_plan}",
+        "",
+        "## How to read this",
+        "",
+        "The machine is shared and noisy, so absolute microseconds move from run to run; the"
+        ' ratios to the bare pykka ask measured in the same run (columns "÷ ask") are the'
+        " figures to compare. Each latency is the median, over interleaved rounds, of that"
+        " round's p50 or p99 of single blocking calls from one caller thread (garbage collector"
+        " off during the rounds, time taken with `time.perf_counter_ns`; each sample includes"
+        f" about {info.timer_overhead_ns} ns of timing overhead, which is most of the bare"
+        " function call's figure). A bare pykka ask is one round trip to an actor thread, the"
+        " least any actor-based isolation can cost. The throughput rows count calls answered"
+        " with the dependency's value per second, with 10 caller threads against a dependency"
+        ' that sleeps 10 ms: at most 1,000 calls/s. "Target" is the issue\'s target for that'
+        " row; PASS or MISS is what this run reached, unadjusted.",
+        "",
+        "## Latency of one call",
+        "",
+        *_latency_table(latencies),
+        "",
+        "## Throughput against a 10 ms dependency",
+        "",
+        *_throughput_table(throughputs),
+        "",
+        "## Notes",
+        "",
+        f"- {info.pybreaker_note}",
+        *_ceiling_note(info, throughputs),
+        "- The hand-rolled version submits `breaker.call(dependency, payload)` to the pool and"
+        " waits with `future.result(timeout=1.0)` inside try/except that returns the fallback;"
+        ' the "no breaker" row is the same pool without pybreaker, to show what the breaker'
+        " itself costs under concurrency.",
+        "- Our short-circuit and rejection paths are answered on the caller's thread (no actor"
+        " hop). structlog is configured with `make_filtering_bound_logger(logging.WARNING)`"
+        " writing to /dev/null, so debug events cost nothing but the rejection path's"
+        " `command.rejected` warning is rendered (default processors) on every rejected call.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,154 @@
+"""What the benchmarks call: a bare pykka echo actor, our commands, and the hand-rolled
+equivalent a Python user writes today (``ThreadPoolExecutor`` + ``pybreaker`` +
+``future.result(timeout)`` + try/except fallback).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pybreaker
+import pykka
+
+from actors import Command, CommandConfig
+
+__all__ = [
+    "DEPENDENCY_SECONDS",
+    "DEPENDENCY_SPANS",
+    "FALLBACK",
+    "EchoActor",
+    "EchoCommand",
+    "ForcedOpenCommand",
+    "HandRolled",
+    "ParkedCommand",
+    "SlowDependencyCommand",
+    "call_dependency",
+]
+
+#: What the slow dependency takes per call in the throughput benchmark.
+DEPENDENCY_SECONDS = 0.01
+#: The value every fallback here returns.
+FALLBACK = "fallback"
+
+
+class EchoActor(pykka.ThreadingActor):
+    """The baseline: a bare pykka actor answering an ``ask`` with the message itself."""
+
+    use_daemon_thread = True
+
+    def on_receive(self, message: Any) -> Any:
+        return message
+
+
+class EchoCommand(Command):
+    """The success path: ``run`` returns its payload."""
+
+    key = "bench.echo"
+
+    def run(self, payload: Any) -> Any:
+        return payload
+
+    def fallback(self, payload: Any, error: BaseException) -> Any:
+        return FALLBACK
+
+
+class ForcedOpenCommand(Command):
+    """The short-circuit path: the circuit is forced open, every ask gets the fallback."""
+
+    key = "bench.forced_open"
+    config = CommandConfig(force_open=True)
+
+    def run(self, payload: Any) -> Any:  # pragma: no cover - never admitted
+        return payload
+
+    def fallback(self, payload: Any, error: BaseException) -> Any:
+        return FALLBACK
+
+
+class ParkedCommand(Command):
+    """The rejection path: one call parks in ``run`` and holds the only bulkhead slot.
+
+    ``force_closed`` keeps the rejections (which count as errors) from opening the circuit,
+    so every measured ask is a THREAD_POOL_REJECTED and not a SHORT_CIRCUITED; the long
+    timeout keeps the parked call from timing out while it is measured.
+    """
+
+    key = "bench.bulkhead_full"
+    config = CommandConfig(max_concurrent_requests=1, force_closed=True, timeout=300.0)
+
+    def __init__(self, parked: threading.Event, release: threading.Event) -> None:
+        self._parked = parked
+        self._release = release
+
+    def run(self, payload: Any) -> Any:
+        self._parked.set()
+        self._release.wait(300.0)
+        return payload
+
+    def fallback(self, payload: Any, error: BaseException) -> Any:
+        return FALLBACK
+
+
+#: How long each call of the dependency really took, in ns (``time.sleep`` overshoots,
+#: more so on a loaded machine): it bounds what any variant can reach.
+DEPENDENCY_SPANS: list[int] = []
+
+
+def call_dependency(payload: Any) -> Any:
+    """The slow dependency of the throughput benchmark."""
+    started = time.perf_counter_ns()
+    time.sleep(DEPENDENCY_SECONDS)
+    DEPENDENCY_SPANS.append(time.perf_counter_ns() - started)
+    return payload
+
+
+class SlowDependencyCommand(Command):
+    """Our side of the throughput benchmark: a bulkhead of 10 in front of the dependency."""
+
+    key = "bench.dependency"
+    config = CommandConfig(max_concurrent_requests=10)
+
+    def run(self, payload: Any) -> Any:
+        return call_dependency(payload)
+
+    def fallback(self, payload: Any, error: BaseException) -> Any:
+        return FALLBACK
+
+
+class HandRolled:
+    """What a Python user writes today without this library.
+
+    A pool of 10 threads isolates the dependency, a ``pybreaker.CircuitBreaker`` wraps it inside
+    the pool thread, the caller waits with ``future.result(timeout)`` and any exception (the
+    dependency's, the breaker's ``CircuitBreakerError``, or the timeout) gives the fallback.
+
+    With ``breaker=False`` it is the same without pybreaker: the pool alone, for context.
+    """
+
+    def __init__(
+        self,
+        func: Callable[[Any], Any],
+        *,
+        workers: int = 10,
+        timeout: float = 1.0,
+        breaker: bool = True,
+    ) -> None:
+        self._func = func
+        self._timeout = timeout
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bench-handrolled")
+        self._breaker = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=5.0) if breaker else None
+
+    def __call__(self, payload: Any) -> Any:
+        try:
+            if self._breaker is None:
+                return self._pool.submit(self._func, payload).result(self._timeout)
+            return self._pool.submit(self._breaker.call, self._func, payload).result(self._timeout)
+        except Exception:
+            return FALLBACK
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)

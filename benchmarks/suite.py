@@ -1,0 +1,223 @@
+"""One benchmark run: set everything up, measure side by side, tear everything down."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import importlib.metadata
+import logging
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import structlog
+
+from actors import CommandRegistry
+
+from .latency import Case, Latency, measure_latencies, percentile, timer_overhead_ns
+from .pybreaker_probe import describe_pybreaker
+from .report import (
+    BARE_ASK,
+    BARE_FUNCTION,
+    HAND_ROLLED,
+    OURS_REJECTED,
+    OURS_SHORT_CIRCUIT,
+    OURS_SUCCESS,
+    OURS_THROUGHPUT,
+    POOL_ALONE,
+    RunInfo,
+    render,
+)
+from .subjects import (
+    DEPENDENCY_SPANS,
+    FALLBACK,
+    EchoActor,
+    EchoCommand,
+    ForcedOpenCommand,
+    HandRolled,
+    ParkedCommand,
+    SlowDependencyCommand,
+    call_dependency,
+)
+from .throughput import Throughput, Variant, measure_throughput
+
+__all__ = ["Plan", "run"]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How much to measure."""
+
+    mode: str
+    rounds: int
+    samples: int
+    chunk: int
+    warmup: int
+    slices: int
+    slice_seconds: float
+    warmup_seconds: float
+    callers: int = 10
+
+    @classmethod
+    def full(cls) -> Plan:
+        return cls(
+            "full",
+            rounds=21,
+            samples=2000,
+            chunk=100,
+            warmup=1000,
+            slices=3,
+            slice_seconds=1.0,
+            warmup_seconds=0.3,
+        )
+
+    @classmethod
+    def quick(cls) -> Plan:
+        return cls(
+            "quick (--quick)",
+            rounds=5,
+            samples=400,
+            chunk=100,
+            warmup=300,
+            slices=2,
+            slice_seconds=0.5,
+            warmup_seconds=0.1,
+        )
+
+
+def _identity(value: object) -> object:
+    return value
+
+
+def _fallback_expected(_: int) -> str:
+    return FALLBACK
+
+
+@contextlib.contextmanager
+def _quiet_structlog() -> Iterator[None]:
+    """Debug events are no-ops; warnings are rendered, but to /dev/null, not the table.
+
+    Configured before the registry binds its loggers (when it builds each key's port).
+    """
+    with open(os.devnull, "w") as sink:
+        structlog.configure(
+            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+            logger_factory=structlog.PrintLoggerFactory(file=sink),
+            cache_logger_on_first_use=False,
+        )
+        try:
+            yield
+        finally:
+            structlog.reset_defaults()
+
+
+def _measure(plan: Plan) -> tuple[dict[str, Latency], dict[str, Throughput], list[int]]:
+    echo = EchoActor.start()
+    registry = CommandRegistry()
+    hand_rolled_echo = HandRolled(_identity)
+    hand_rolled = HandRolled(call_dependency)
+    pool_alone = HandRolled(call_dependency, breaker=False)
+    parked, release = threading.Event(), threading.Event()
+    try:
+        registry.register(EchoCommand)
+        registry.register(ForcedOpenCommand)
+        registry.register(ParkedCommand, parked, release)
+        registry.register(SlowDependencyCommand)
+        holder = registry.ask(ParkedCommand.key, -1, block=False)
+        if not parked.wait(10.0):
+            msg = "the parked call never reached run()"
+            raise RuntimeError(msg)
+
+        def ask_echo(i: int) -> object:
+            return echo.ask(i)
+
+        def asking(key: str) -> Callable[[int], object]:
+            def call(i: int) -> object:
+                return registry.ask(key, i)
+
+            return call
+
+        cases = [
+            Case(BARE_FUNCTION, _identity, _identity),
+            Case(BARE_ASK, ask_echo, _identity),
+            Case(HAND_ROLLED, hand_rolled_echo, _identity),
+            Case(OURS_SUCCESS, asking(EchoCommand.key), _identity),
+            Case(OURS_SHORT_CIRCUIT, asking(ForcedOpenCommand.key), _fallback_expected),
+            Case(OURS_REJECTED, asking(ParkedCommand.key), _fallback_expected),
+        ]
+        latencies = measure_latencies(
+            cases, rounds=plan.rounds, samples=plan.samples, chunk=plan.chunk, warmup=plan.warmup
+        )
+
+        variants = [
+            Variant(OURS_THROUGHPUT, asking(SlowDependencyCommand.key)),
+            Variant(HAND_ROLLED, hand_rolled),
+            Variant(POOL_ALONE, pool_alone),
+        ]
+        DEPENDENCY_SPANS.clear()
+        throughputs = measure_throughput(
+            variants,
+            callers=plan.callers,
+            slices=plan.slices,
+            slice_seconds=plan.slice_seconds,
+            warmup_seconds=plan.warmup_seconds,
+        )
+        spans = sorted(DEPENDENCY_SPANS)
+        release.set()
+        holder.get(timeout=10.0)
+    finally:
+        release.set()
+        registry.shutdown(timeout=5.0)
+        for pool in (hand_rolled_echo, hand_rolled, pool_alone):
+            pool.close()
+        echo.stop()
+    return latencies, throughputs, spans
+
+
+def _join_leftover_threads(timeout: float) -> list[str]:
+    """Wait for threads still stopping (everything was told to stop); the names of any left."""
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+    return [t.name for t in threading.enumerate() if t is not threading.current_thread()]
+
+
+def run(plan: Plan) -> str:
+    """Measure everything once; the Markdown report."""
+    started = time.perf_counter()
+    with _quiet_structlog():
+        latencies, throughputs, spans = _measure(plan)
+    pybreaker_note = describe_pybreaker()
+    leftover = _join_leftover_threads(5.0)
+    if leftover:
+        print(f"warning: threads still alive after the run: {leftover}", file=sys.stderr)
+    info = RunInfo(
+        date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        python=platform.python_version(),
+        pykka=importlib.metadata.version("pykka"),
+        pybreaker=importlib.metadata.version("pybreaker"),
+        structlog=importlib.metadata.version("structlog"),
+        cores=os.cpu_count() or 0,
+        platform=f"{platform.system()} {platform.machine()}",
+        mode=plan.mode,
+        latency_plan=(
+            f"{plan.rounds} rounds x {plan.samples} calls per path, interleaved in chunks of"
+            f" {plan.chunk}, after {plan.warmup} warm-up calls per path"
+        ),
+        throughput_plan=(
+            f"{plan.callers} caller threads, {plan.slices} alternating slices of"
+            f" {plan.slice_seconds:g} s per variant, after {plan.warmup_seconds:g} s warm-up each"
+        ),
+        timer_overhead_ns=timer_overhead_ns(),
+        pybreaker_note=pybreaker_note,
+        dependency_mean_ms=statistics.fmean(spans) / 1e6 if spans else 0.0,
+        dependency_p99_ms=percentile(spans, 0.99) / 1e6 if spans else 0.0,
+        seconds=time.perf_counter() - started,
+    )
+    return render(info, latencies, throughputs)
