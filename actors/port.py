@@ -128,16 +128,26 @@ class CommandPort:
             self.log.warning("command.rejected", reason=error.reason, in_flight=self.gate.in_flight)
         return self.fall_back(payload, event, error, started)
 
-    def expire(self, ticket: Ticket) -> Reply:
-        """Answer a claimed ticket whose deadline passed (TIMEOUT, then the fallback)."""
+    def expire(
+        self, ticket: Ticket, *, cause: BaseException | None = None, returned: bool = False
+    ) -> Reply:
+        """Answer a claimed ticket whose deadline passed (TIMEOUT, then the fallback).
+
+        ``returned`` says ``run`` has already returned (it raised ``cause`` after the deadline,
+        say a socket timeout from ``time_left()``): the slot is freed now rather than later.
+        """
         ticket.timed_out = True
-        moved = self.gate.expire(ticket.permit)
+        if returned:
+            moved = self.gate.finish(ticket.permit, EventType.TIMEOUT)
+        else:
+            moved = self.gate.expire(ticket.permit)
         if moved:
             self.publish(moved)
         limit = ticket.deadline - ticket.started
         error = CommandTimeoutError(
             f"command {self.key!r}: timeout after {limit:.3f}s", key=self.key
         )
+        error.__cause__ = cause
         self.log.warning("command.timed_out", reason=error.reason, timeout=limit)
         reply = self.fall_back(ticket.payload, EventType.TIMEOUT, error, ticket.started)
         ticket.answer(reply)

@@ -84,6 +84,10 @@ class WorkerActor(pykka.ThreadingActor):
             port.gate.release()
             self._log.debug("command.late_result_dropped", outcome=event.value)
             return
+        if event is _FAILURE and port.clock() >= ticket.deadline:
+            # run gave up at the deadline (its client used time_left()): that is a timeout.
+            port.expire(ticket, cause=error, returned=True)
+            return
         moved = port.gate.finish(ticket.permit, event)
         if moved:
             port.publish(moved)
