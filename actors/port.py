@@ -187,7 +187,7 @@ class CommandPort:
             if command is None:
                 command = self.fallback_command()
             missing = not command.has_fallback(payload)
-        except Exception as exc:
+        except BaseException as exc:  # the command class itself is broken
             return self._fallback_failed(payload, head, error, exc, started)
         if missing:
             events = (*head, EventType.FALLBACK_MISSING)

@@ -28,7 +28,7 @@ from supervision import (
     monotonic,
 )
 
-from .command import Command, FunctionCall
+from .command import Command, FunctionCall, FunctionCommand
 from .messages import Reply
 from .port import CommandPort, TransitionListener
 from .registry_actor import (
@@ -166,7 +166,11 @@ class CommandRegistry:
     def register(self, command_class: type[Command], *args: Any, **kwargs: Any) -> type[Command]:
         """Register a ``Command`` subclass under its ``key``; args go to each instance."""
         if not (isinstance(command_class, type) and issubclass(command_class, Command)):
-            msg = f"register() takes a Command subclass, got {command_class!r:.80}"
+            if isinstance(command_class, type):
+                got = f"the class {command_class.__module__}.{command_class.__qualname__}"
+            else:
+                got = f"{type(command_class).__name__} {command_class!r:.80}"
+            msg = f"register() takes a Command subclass, got {got}"
             raise TypeError(msg)
         key = getattr(command_class, "key", None)
         try:
@@ -204,11 +208,14 @@ class CommandRegistry:
 
     # -- asking ----------------------------------------------------------------------------
 
-    def _port(self, key: str, function_style: bool = False) -> CommandPort:
+    def _port(self, key: str) -> CommandPort:
         try:
             return self._routes[key]
         except (KeyError, TypeError):
-            pass
+            return self._route(key, function_style=False)
+
+    def _route(self, key: str, function_style: bool) -> CommandPort:
+        """The first call to a key: the registry actor builds its port (or refuses)."""
         _check_key(key)
         self._ensure_open()
         try:
@@ -270,7 +277,10 @@ class CommandRegistry:
         closed = self._closed
         if closed is not None:
             raise CommandError(str(closed), key=key, reason=closed.reason)
-        return self._port(key, function_style=True).submit(FunctionCall(run, fallback), None, block)
+        port = self._routes.get(key) if isinstance(key, str) else None
+        if port is None or not issubclass(port.command_class, FunctionCommand):
+            port = self._route(key, function_style=True)  # builds the port, or says why not
+        return port.submit(FunctionCall(run, fallback), None, block)
 
     @_DefaultBound
     def go(

@@ -68,7 +68,7 @@ class Watchdog:
         while (job := self._work.get()) is not None:
             try:
                 job()
-            except Exception:
+            except BaseException:  # the runner must survive anything
                 logger.exception("watchdog.fallback_crashed")
 
     def pending(self) -> int:
