@@ -112,9 +112,12 @@ class CircuitBreaker:
 
     @property
     def state(self) -> CircuitState:
-        """The state users see: forced open reads as open."""
+        """The state users see: forced open reads as open, forced closed as closed (as in
+        Hystrix's ``isOpen``)."""
         if self._config.force_open:
             return CircuitState.OPEN
+        if self._config.force_closed:
+            return CircuitState.CLOSED
         return self._state
 
     @property
@@ -155,13 +158,11 @@ class CircuitBreaker:
     def record(self, permit: Permit, event: EventType) -> tuple[Transition, ...]:
         """Record one call's outcome and apply what it implies for the circuit."""
         self.window.add(event)
-        if permit.probe:
-            return self._probe_outcome(permit, event)
-        if (
-            self._state is CircuitState.CLOSED
-            and event in ERROR_EVENTS
-            and not self._config.force_closed
-        ):
+        if permit.probe and permit.epoch == self._epoch:
+            return self._probe_outcome(event)
+        # A normal call (or a probe of an earlier half-open period, whose verdict is stale):
+        # it moves only a closed circuit, and any outcome may find the window trippable.
+        if self._state is CircuitState.CLOSED and not self._config.force_closed:
             total = self.requests()
             if (
                 total > 0
@@ -171,9 +172,8 @@ class CircuitBreaker:
                 return (self._open(),)
         return ()
 
-    def _probe_outcome(self, permit: Permit, event: EventType) -> tuple[Transition, ...]:
-        if permit.epoch != self._epoch or self._state is not CircuitState.HALF_OPEN:
-            return ()  # a probe of an earlier half-open period: its verdict is stale
+    def _probe_outcome(self, event: EventType) -> tuple[Transition, ...]:
+        # The epoch matched, so the circuit is still in the half-open period that admitted it.
         if event is EventType.SUCCESS:
             self._probe_successes += 1
             if self._probe_successes >= self._config.half_open_probes:
@@ -193,7 +193,7 @@ class CircuitBreaker:
             self._config.rolling_window,
             self._config.rolling_buckets,
         ):
-            self.window = RollingCounts(config.rolling_window, config.rolling_buckets, self._clock)
+            self.window = self.window.resized(config.rolling_window, config.rolling_buckets)
         self._config = config
 
     # -- moving --------------------------------------------------------------------------------

@@ -10,23 +10,27 @@ __all__ = ["CommandConfig"]
 
 
 def _check_seconds(name: str, value: object, *, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        msg = f"{name} must be a number of seconds, got {value!r}"
-        raise ValueError(msg)
-    low_ok = value >= 0 if allow_zero else value > 0
-    if not low_ok or math.isinf(value):
-        bound = ">= 0" if allow_zero else "> 0"
-        msg = f"{name} must be finite and {bound} seconds, got {value!r}"
+    bound = ">= 0" if allow_zero else "> 0"
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or math.isnan(value)
+        or math.isinf(value)
+        or not (value >= 0 if allow_zero else value > 0)
+    ):
+        msg = f"{name} must be a finite number of seconds {bound}, got {value!r}"
         raise ValueError(msg)
 
 
 def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        msg = f"{name} must be an integer, got {value!r}"
-        raise ValueError(msg)
-    if value < low or (high is not None and value > high):
-        allowed = f">= {low}" if high is None else f"between {low} and {high}"
-        msg = f"{name} must be {allowed}, got {value!r}"
+    allowed = f">= {low}" if high is None else f"between {low} and {high}"
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        msg = f"{name} must be an integer {allowed}, got {value!r}"
         raise ValueError(msg)
 
 

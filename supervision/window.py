@@ -54,14 +54,7 @@ class RollingCounts:
         self._bucket_ids[slot] = -1
 
     def add(self, event: EventType, n: int = 1) -> None:
-        current = self._advance()
-        slot = current % self._n
-        if self._bucket_ids[slot] != current:
-            self._clear(slot)
-            self._bucket_ids[slot] = current
-        i = _INDEX[event]
-        self._buckets[slot][i] += n
-        self._totals[i] += n
+        self._add_to(self._advance(), _INDEX[event], n)
 
     def count(self, event: EventType) -> int:
         self._advance()
@@ -76,6 +69,31 @@ class RollingCounts:
         """Every event type's count over the window (zeros included)."""
         self._advance()
         return dict(zip(_INDEX, self._totals, strict=True))
+
+    def resized(self, window: float, buckets: int) -> RollingCounts:
+        """A window of another shape holding these counts, each at its bucket's start time
+        (counts older than the new window are dropped)."""
+        self._advance()  # drop what has already left this window
+        resized = RollingCounts(window, buckets, self._clock)
+        current = resized._advance()
+        for slot, bucket_id in enumerate(self._bucket_ids):
+            if bucket_id < 0:
+                continue
+            target = int(bucket_id * self._width // resized._width)
+            if target <= current - resized._n:
+                continue
+            for i, n in enumerate(self._buckets[slot]):
+                if n:
+                    resized._add_to(min(target, current), i, n)
+        return resized
+
+    def _add_to(self, bucket_id: int, index: int, n: int) -> None:
+        slot = bucket_id % self._n
+        if self._bucket_ids[slot] != bucket_id:
+            self._clear(slot)
+            self._bucket_ids[slot] = bucket_id
+        self._buckets[slot][index] += n
+        self._totals[index] += n
 
     def reset(self) -> None:
         for slot in range(self._n):
