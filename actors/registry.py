@@ -112,10 +112,18 @@ def _unwrap(reply: Reply) -> Any:
     return reply.unwrap()
 
 
-def _resolved(reply: Reply) -> pykka.ThreadingFuture[Reply]:
-    future: pykka.ThreadingFuture[Reply] = pykka.ThreadingFuture()
-    future.set(reply)
-    return future
+def _reply(outcome: Ticket | Reply) -> Reply:
+    """Wait for the answer of a submitted call (one answered at once is already a Reply)."""
+    return outcome if isinstance(outcome, Reply) else outcome.port.wait(outcome)
+
+
+def _future(outcome: Ticket | Reply) -> pykka.Future[Reply]:
+    """A future of the answer of a submitted call."""
+    if isinstance(outcome, Reply):
+        future: pykka.ThreadingFuture[Reply] = pykka.ThreadingFuture()
+        future.set(outcome)
+        return future
+    return outcome.future
 
 
 class CommandRegistry:
@@ -208,16 +216,28 @@ class CommandRegistry:
 
     # -- asking ----------------------------------------------------------------------------
 
-    def _port(self, key: str) -> CommandPort:
+    def _port(self, key: str, function_style: bool = False) -> CommandPort:
+        """The key's port: from the cache (the hot path), else routed by the registry actor."""
+        closed = self._closed
+        if closed is not None:
+            raise CommandError(
+                str(closed), key=key if isinstance(key, str) else None, reason=closed.reason
+            )
         try:
-            return self._routes[key]
+            port = self._routes[key]
         except (KeyError, TypeError):
-            return self._route(key, function_style=False)
+            return self._route(key, function_style)
+        if port.closed is not None or (
+            function_style and not issubclass(port.command_class, FunctionCommand)
+        ):
+            return self._route(key, function_style)  # stopped by reset(), or the wrong style
+        return port
 
     def _route(self, key: str, function_style: bool) -> CommandPort:
-        """The first call to a key: the registry actor builds its port (or refuses)."""
+        """The first call to a key: the registry actor builds its port (or says why not)."""
         _check_key(key)
         self._ensure_open()
+        self._routes.pop(key, None)
         try:
             port: CommandPort = self._actor.ask(Route(key, function_style), block=True)
         except pykka.ActorDeadError:
@@ -227,9 +247,6 @@ class CommandRegistry:
         return port
 
     def _submit(self, key: str, payload: Any, timeout: float | None, block: bool) -> Ticket | Reply:
-        closed = self._closed
-        if closed is not None:
-            raise CommandError(str(closed), key=key, reason=closed.reason)
         if timeout is not None:
             _check_timeout(timeout)
         return self._port(key).submit(payload, timeout, block)
@@ -241,11 +258,7 @@ class CommandRegistry:
         """The ``Reply`` itself (or a future of it with ``block=False``); never raises for a
         command's failure. ``timeout`` can shorten the call's deadline, never lengthen it."""
         outcome = self._submit(key, payload, timeout, block)
-        if isinstance(outcome, Reply):
-            return outcome if block else _resolved(outcome)
-        if block:
-            return outcome.port.wait(outcome)
-        return outcome.future
+        return _reply(outcome) if block else _future(outcome)
 
     @_DefaultBound
     def ask(
@@ -255,11 +268,7 @@ class CommandRegistry:
         rejected or short-circuited; with no fallback, raise (see ``Reply.unwrap``).
         With ``block=False``, a pykka future of that value."""
         outcome = self._submit(key, payload, timeout, block)
-        if isinstance(outcome, Reply):
-            return outcome.unwrap() if block else _resolved(outcome).map(_unwrap)
-        if block:
-            return outcome.port.wait(outcome).unwrap()
-        return outcome.future.map(_unwrap)
+        return _reply(outcome).unwrap() if block else _future(outcome).map(_unwrap)
 
     def _call(
         self,
@@ -274,12 +283,7 @@ class CommandRegistry:
         if fallback is not None and not callable(fallback):
             msg = f"fallback must be None or a callable taking the error, got {fallback!r:.80}"
             raise TypeError(msg)
-        closed = self._closed
-        if closed is not None:
-            raise CommandError(str(closed), key=key, reason=closed.reason)
-        port = self._routes.get(key) if isinstance(key, str) else None
-        if port is None or not issubclass(port.command_class, FunctionCommand):
-            port = self._route(key, function_style=True)  # builds the port, or says why not
+        port = self._port(key, function_style=True)
         return port.submit(FunctionCall(run, fallback), None, block)
 
     @_DefaultBound
@@ -291,10 +295,7 @@ class CommandRegistry:
     ) -> pykka.Future[Any]:
         """hystrix-go's ``Go``: run ``run()`` under the key's protection; a future of its value
         (or of ``fallback(error)``'s). A key never configured uses the default config."""
-        outcome = self._call(key, run, fallback, block=False)
-        if isinstance(outcome, Reply):
-            return _resolved(outcome).map(_unwrap)
-        return outcome.future.map(_unwrap)
+        return _future(self._call(key, run, fallback, block=False)).map(_unwrap)
 
     @_DefaultBound
     def do(
@@ -304,10 +305,7 @@ class CommandRegistry:
         fallback: Callable[[BaseException], Any] | None = None,
     ) -> Any:
         """hystrix-go's ``Do``: like ``go`` but blocks for the value."""
-        outcome = self._call(key, run, fallback, block=True)
-        if isinstance(outcome, Reply):
-            return outcome.unwrap()
-        return outcome.port.wait(outcome).unwrap()
+        return _reply(self._call(key, run, fallback, block=True)).unwrap()
 
     # -- looking -------------------------------------------------------------------------------
 

@@ -812,3 +812,16 @@ def test_run_never_executes_on_the_callers_thread(registry: CommandRegistry, pro
     assert registry.ask("service", "thread") != caller
     assert registry.ask("service", "thread", block=False).get(timeout=WAIT) != caller
     assert registry.ask_reply("service", "thread").value != caller
+
+
+def test_a_port_cached_across_a_reset_is_routed_afresh(registry: CommandRegistry) -> None:
+    registry.register(Echo)
+    assert registry.ask("echo", 1) == ("echo", 1)
+    stale = registry._routes["echo"]  # what a caller racing with reset() could leave cached
+
+    registry.reset()
+    registry.register(Echo)
+    registry._routes["echo"] = stale
+
+    assert registry.ask_reply("echo", 2).events == ("SUCCESS",)
+    assert registry._routes["echo"] is not stale
