@@ -238,7 +238,7 @@ class CommandPort:
             for moved in transitions:
                 try:
                     listener(self.key, moved)
-                except Exception:
+                except BaseException:  # a listener must not break a call
                     self.log.exception("listener.failed", listener=repr(listener))
 
     def reconfigure(self, config: CommandConfig) -> None:

@@ -23,6 +23,7 @@ __all__ = ["Ticket"]
 class Ticket:
     __slots__ = (
         "_claim",
+        "answered",
         "deadline",
         "future",
         "payload",
@@ -41,6 +42,7 @@ class Ticket:
         self.deadline = deadline
         self.permit = permit
         self.timed_out = False
+        self.answered = False
         self.future: pykka.ThreadingFuture[Reply] = pykka.ThreadingFuture()
         self._claim = threading.Lock()
 
@@ -55,4 +57,5 @@ class Ticket:
 
     def answer(self, reply: Reply) -> None:
         """Deliver the reply (only the claimer calls this)."""
+        self.answered = True
         self.future.set(reply)

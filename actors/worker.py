@@ -7,11 +7,12 @@ BaseException). When a call is done the worker takes the next waiting call or pa
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pykka
 
-from supervision import BadRequest, EventType
+from supervision import BadRequest, CommandError, EventType
 
 from .command import Command
 from .gate import RETIRE
@@ -35,6 +36,7 @@ class WorkerActor(pykka.ThreadingActor):
         self._port = port
         self._supervisor = supervisor
         self._command: Command | None = None
+        self._claimed: Ticket | None = None  # the last call this worker claimed to answer
         self._log: Any = logger
 
     def on_start(self) -> None:
@@ -44,8 +46,23 @@ class WorkerActor(pykka.ThreadingActor):
         if isinstance(message, Ticket):
             try:
                 self._execute(message)
+            except BaseException as exc:
+                self._rescue(message, exc)
             finally:
                 self._next()
+
+    def _rescue(self, ticket: Ticket, exc: BaseException) -> None:
+        """Answer a call whose handling broke, so its caller is never left waiting."""
+        if ticket.answered or not (self._claimed is ticket or ticket.claim()):
+            return  # answered, or claimed by a caller or the watchdog, who will answer
+        error = CommandError(
+            f"command {self._port.key!r}: internal error {exc!r}", key=self._port.key
+        )
+        error.reason = "internal error"
+        error.__cause__ = exc
+        ticket.answer(Reply(self._port.key, None, error, (), 0.0))
+        with contextlib.suppress(Exception):  # logging itself may be what broke
+            self._log.error("worker.internal_error", error=repr(exc))
 
     def _next(self) -> None:
         following = self._port.gate.park(self.actor_ref)
@@ -80,7 +97,9 @@ class WorkerActor(pykka.ThreadingActor):
             event, error = _BAD_REQUEST, exc
         except BaseException as exc:
             event, error = _FAILURE, exc
-        if not ticket.claim():  # answered TIMEOUT already: drop the late result
+        if ticket.claim():
+            self._claimed = ticket
+        else:  # answered TIMEOUT already: drop the late result
             port.gate.release()
             self._log.debug("command.late_result_dropped", outcome=event.value)
             return

@@ -15,10 +15,12 @@ from typing import Any
 
 import pykka
 import pytest
+import structlog
 
 from actors import (
     Command,
     CommandConfig,
+    CommandError,
     CommandRegistry,
     FallbackFailedError,
 )
@@ -254,3 +256,31 @@ def test_a_command_whose_constructor_raises_a_base_exception_is_contained() -> N
 
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("contained")
+
+
+def test_a_logging_setup_that_raises_inside_a_worker_still_gets_the_call_answered(
+    registry: CommandRegistry,
+) -> None:
+    class Fails(Command):
+        key = "fails-while-logging-is-broken"
+
+        def run(self, payload: object) -> object:
+            raise RuntimeError("dependency down")
+
+    def broken_processor(logger: object, method: str, event: dict[str, object]) -> object:
+        if event.get("event") == "command.failed":
+            raise RuntimeError("the log pipeline is broken")
+        raise structlog.DropEvent
+
+    registry.register(Fails)
+    registry.register(Echo)
+    old = structlog.get_config()
+    structlog.configure(processors=[broken_processor])
+    try:
+        reply = registry.ask_reply(Fails.key, None)
+    finally:
+        structlog.configure(**old)
+
+    assert isinstance(reply.error, CommandError)
+    assert reply.error.reason == "internal error"
+    assert registry.ask("echo", 1) == ("echo", 1)
