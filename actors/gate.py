@@ -108,11 +108,6 @@ class Gate:
                 return ticket
             return None
 
-    def worker_gone(self) -> None:
-        """A worker counted in ``workers`` will never park again (it failed to start)."""
-        with self._lock:
-            self.workers -= 1
-
     def take_surplus(self) -> list[Worker]:
         """Parked workers beyond the limit, removed from the gate (to be stopped)."""
         with self._lock:
@@ -122,16 +117,15 @@ class Gate:
                 self.workers -= 1
             return surplus
 
-    def close(self) -> tuple[list[Worker], list[Ticket]]:
-        """Empty the gate: the parked workers and the waiting calls (slots released)."""
+    def close(self) -> list[Ticket]:
+        """Empty the gate: forget parked workers, admit no more; the waiting calls (still
+        holding their slots) are returned to be dropped."""
         with self._lock:
-            idle, waiting = self._idle[:], list(self._waiting)
+            waiting = list(self._waiting)
             self._idle.clear()
             self._waiting.clear()
-            for _ in waiting:
-                self._release()
             self._worker_limit = 0
-            return idle, waiting
+            return waiting
 
     # -- the worker's side ---------------------------------------------------------------------
 
@@ -164,9 +158,15 @@ class Gate:
             return self._breaker.record(permit, _TIMEOUT)
 
     def release(self) -> None:
-        """Free a slot without an outcome (the call's outcome was already recorded or moot)."""
+        """Free a slot without an outcome (the call's outcome was already recorded)."""
         with self._lock:
             self._release()
+
+    def cancel(self, permit: Permit) -> None:
+        """Free the slot of a call that never ran: no outcome, and a probe's slot back."""
+        with self._lock:
+            self._release()
+            self._breaker.release(permit)
 
     def _release(self) -> None:
         self._bulkhead.release()

@@ -98,11 +98,10 @@ class CommandPort:
                 raise pykka.ActorDeadError(self.key)
             target.tell(ticket)
         except pykka.ActorDeadError:
-            self.gate.release()
-            if ticket.claim():
-                error = CommandError(f"command {self.key!r} is unavailable", key=self.key)
-                error.reason = "unavailable"
-                ticket.answer(self.fall_back(payload, None, error, started))
+            error = CommandError(
+                f"command {self.key!r} is unavailable", key=self.key, reason="unavailable"
+            )
+            self.drop(ticket, error)
         return ticket
 
     def wait(self, ticket: Ticket) -> Reply:
@@ -153,8 +152,17 @@ class CommandPort:
         ticket.answer(reply)
         return reply
 
+    def drop(self, ticket: Ticket, error: CommandError) -> None:
+        """A call that will never run: free its slot, and answer it unless someone has."""
+        if ticket.claim():
+            self.gate.cancel(ticket.permit)
+            ticket.answer(self.fall_back(ticket.payload, None, error, ticket.started))
+        else:  # timed out already (its TIMEOUT recorded): only the slot is left
+            self.gate.release()
+
     def abandon(self, ticket: Ticket, error: CommandError) -> None:
-        """Answer a claimed ticket that will never run (its supervisor stopped)."""
+        """Answer a claimed ticket that may still be running (the registry shut down); the
+        worker frees its slot when ``run`` returns."""
         ticket.answer(self.fall_back(ticket.payload, None, error, ticket.started))
 
     # -- fallbacks -----------------------------------------------------------------------------

@@ -80,15 +80,13 @@ class CommandActor(pykka.ThreadingActor):
     def on_stop(self) -> None:
         port = self._port
         error = port.closed or CommandError(f"command {port.key!r} stopped", key=port.key)
-        _, stranded = port.gate.close()  # waiting calls, their slots released
+        stranded = port.gate.close()  # calls waiting for a worker
         while not self.actor_inbox.empty():  # calls told to us after the stop message
             message = self.actor_inbox.get().message
             if isinstance(message, Ticket):
-                port.gate.release()
                 stranded.append(message)
         for ticket in stranded:
-            if ticket.claim():
-                port.abandon(ticket, error)
+            port.drop(ticket, error)
         for worker in self._workers:
             worker.stop(block=False)
         self._workers.clear()

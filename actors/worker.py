@@ -56,9 +56,10 @@ class WorkerActor(pykka.ThreadingActor):
         if ticket.answered or not (self._claimed is ticket or ticket.claim()):
             return  # answered, or claimed by a caller or the watchdog, who will answer
         error = CommandError(
-            f"command {self._port.key!r}: internal error {exc!r}", key=self._port.key
+            f"command {self._port.key!r}: internal error {exc!r}",
+            key=self._port.key,
+            reason="internal error",
         )
-        error.reason = "internal error"
         error.__cause__ = exc
         ticket.answer(Reply(self._port.key, None, error, (), 0.0))
         with contextlib.suppress(Exception):  # logging itself may be what broke

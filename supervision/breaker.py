@@ -183,9 +183,16 @@ class CircuitBreaker:
             return ()
         if event in ERROR_EVENTS:
             return (self._open(),)
-        # BAD_REQUEST (or anything else neutral): give the probe's slot back.
+        # BAD_REQUEST (or anything else neutral): no verdict; give the probe's slot back.
         self._probes_admitted -= 1
         return ()
+
+    def release(self, permit: Permit) -> None:
+        """A permit whose call never ran gives no verdict: a probe gives its slot back, so
+        another probe can be admitted. (A matching epoch means the circuit is still in the
+        half-open period that admitted it.)"""
+        if permit.probe and permit.epoch == self._epoch and self._probes_admitted > 0:
+            self._probes_admitted -= 1
 
     def reconfigure(self, config: CommandConfig) -> None:
         """Take new thresholds; the state, the epoch and the counts are kept."""

@@ -776,3 +776,35 @@ def test_a_bad_request_finds_a_window_made_trippable_by_expired_successes(
     clock.advance(5.5)  # the successes leave the window: 4 of 4 failed
 
     assert moves(cb.record(NORMAL, EventType.BAD_REQUEST)) == [(CLOSED, OPEN)]
+
+
+def test_a_probe_that_never_ran_gives_its_slot_back_for_another_probe(clock: FakeClock) -> None:
+    cb = breaker(clock)
+    trip(cb)
+    clock.advance(5.0)
+    probe, _ = cb.try_acquire()
+    assert probe is not None and probe.probe
+    assert cb.try_acquire() == (None, ())  # the one probe is out
+
+    cb.release(probe)
+
+    again, moved = cb.try_acquire()
+    assert again is not None and again.probe and moved == ()
+    assert cb.state is HALF_OPEN
+
+
+def test_releasing_a_stale_probe_or_a_normal_permit_changes_nothing(clock: FakeClock) -> None:
+    cb = breaker(clock)
+    trip(cb)
+    clock.advance(5.0)
+    stale, _ = cb.try_acquire()
+    assert stale is not None
+    cb.record(stale, F)  # re-opens: a new period
+    clock.advance(5.0)
+    probe, _ = cb.try_acquire()
+    assert probe is not None
+
+    cb.release(stale)
+    cb.release(NORMAL)
+
+    assert cb.try_acquire() == (None, ())  # still exactly one probe out
