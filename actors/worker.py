@@ -70,10 +70,9 @@ class WorkerActor(pykka.ThreadingActor):
         if following is None:
             return
         if following is RETIRE:
-            try:
+            with contextlib.suppress(pykka.ActorDeadError):  # the supervisor went first
                 self._supervisor.tell(Retired(self.actor_ref))
-            finally:
-                self.stop()
+            self.stop()
         else:
             self.actor_ref.tell(following)
 
