@@ -89,7 +89,7 @@ class CommandPort:
         limit = self.config.timeout
         if timeout is not None and timeout < limit:
             limit = timeout
-        ticket = Ticket(self, payload, started, started + limit, admitted)
+        ticket = Ticket(self, payload, started, started + limit, admitted, block=block)
         if not block:
             self._watchdog.watch(ticket)
         target = worker if worker is not None else self.supervisor
@@ -106,12 +106,12 @@ class CommandPort:
 
     def wait(self, ticket: Ticket) -> Reply:
         """Block for the ticket's reply; at its deadline, answer TIMEOUT on this thread."""
-        try:
-            reply: Reply = ticket.future.get(timeout=max(0.0, ticket.deadline - self.clock()))
-        except pykka.Timeout:
+        reply = ticket.wait(ticket.deadline - self.clock())
+        if reply is None:
             if ticket.claim():
                 return self.expire(ticket)
-            reply = ticket.future.get()  # claimed a moment ago: being answered now
+            reply = ticket.wait(None)  # claimed a moment ago: being answered now
+            assert reply is not None
         return reply
 
     # -- answers that never come from a worker -------------------------------------------------

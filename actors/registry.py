@@ -123,6 +123,7 @@ def _future(outcome: Ticket | Reply) -> pykka.Future[Reply]:
         future: pykka.ThreadingFuture[Reply] = pykka.ThreadingFuture()
         future.set(outcome)
         return future
+    assert outcome.future is not None, "a non-blocking call's ticket carries a future"
     return outcome.future
 
 

@@ -2,6 +2,8 @@
 
 Whoever claims the ticket first (the worker with the result, the caller or the watchdog at the
 deadline, the supervisor when it stops) is the only one who answers it; the others let go.
+A blocking caller waits on a plain lock (the cheapest hand-off Python has); a non-blocking one
+gets a pykka future, made only for it.
 """
 
 from __future__ import annotations
@@ -23,18 +25,27 @@ __all__ = ["Ticket"]
 class Ticket:
     __slots__ = (
         "_claim",
+        "_done",
         "answered",
         "deadline",
         "future",
         "payload",
         "permit",
         "port",
+        "reply",
         "started",
         "timed_out",
     )
 
     def __init__(
-        self, port: CommandPort, payload: Any, started: float, deadline: float, permit: Permit
+        self,
+        port: CommandPort,
+        payload: Any,
+        started: float,
+        deadline: float,
+        permit: Permit,
+        *,
+        block: bool = True,
     ) -> None:
         self.port = port
         self.payload = payload
@@ -43,8 +54,13 @@ class Ticket:
         self.permit = permit
         self.timed_out = False
         self.answered = False
-        self.future: pykka.ThreadingFuture[Reply] = pykka.ThreadingFuture()
+        self.reply: Reply | None = None
+        self.future: pykka.ThreadingFuture[Reply] | None = (
+            None if block else pykka.ThreadingFuture()
+        )
         self._claim = threading.Lock()
+        self._done = threading.Lock()
+        self._done.acquire()  # released once, by answer()
 
     def claim(self) -> bool:
         """Take the right to answer; True for exactly one caller."""
@@ -57,5 +73,15 @@ class Ticket:
 
     def answer(self, reply: Reply) -> None:
         """Deliver the reply (only the claimer calls this)."""
+        self.reply = reply
         self.answered = True
-        self.future.set(reply)
+        if self.future is not None:
+            self.future.set(reply)
+        self._done.release()
+
+    def wait(self, timeout: float | None) -> Reply | None:
+        """The reply, waiting up to ``timeout`` seconds (None: as long as it takes)."""
+        if self._done.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
+            self._done.release()  # stays answered for any later wait
+            return self.reply
+        return None

@@ -27,7 +27,7 @@ import enum
 
 from .clock import Clock
 from .config import CommandConfig
-from .events import ERROR_EVENTS, HEALTH_EVENTS, EventType
+from .events import ERROR_EVENTS, EventType
 from .window import RollingCounts
 
 __all__ = [
@@ -125,14 +125,14 @@ class CircuitBreaker:
         return self._config
 
     def requests(self) -> int:
-        return self.window.total(HEALTH_EVENTS)
+        return self.window.health()[0]
 
     def errors(self) -> int:
-        return self.window.total(ERROR_EVENTS)
+        return self.window.health()[1]
 
     def error_percent(self) -> float:
-        total = self.requests()
-        return 0.0 if total == 0 else 100.0 * self.errors() / total
+        total, errors = self.window.health()
+        return 0.0 if total == 0 else 100.0 * errors / total
 
     # -- deciding ------------------------------------------------------------------------------
 
@@ -163,11 +163,12 @@ class CircuitBreaker:
         # A normal call (or a probe of an earlier half-open period, whose verdict is stale):
         # it moves only a closed circuit, and any outcome may find the window trippable.
         if self._state is CircuitState.CLOSED and not self._config.force_closed:
-            total = self.requests()
+            total, errors = self.window.health()
+            config = self._config
             if (
                 total > 0
-                and total >= self._config.request_volume_threshold
-                and 100.0 * self.errors() / total >= self._config.error_percent_threshold
+                and total >= config.request_volume_threshold
+                and 100.0 * errors >= config.error_percent_threshold * total
             ):
                 return (self._open(),)
         return ()

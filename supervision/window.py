@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from .clock import Clock
-from .events import EventType
+from .events import ERROR_EVENTS, EventType
 
 __all__ = ["RollingCounts"]
 
 _INDEX = {event: i for i, event in enumerate(EventType)}
+_ERRORS = tuple(sorted(_INDEX[event] for event in ERROR_EVENTS))
+_SUCCESS = _INDEX[EventType.SUCCESS]
 
 
 class RollingCounts:
@@ -64,6 +66,14 @@ class RollingCounts:
         self._advance()
         totals = self._totals
         return sum(totals[_INDEX[e]] for e in events)
+
+    def health(self) -> tuple[int, int]:
+        """Hystrix's health counts over the window: (requests, errors), where requests are
+        SUCCESS plus the errors (FAILURE, TIMEOUT and the rejections)."""
+        self._advance()
+        totals = self._totals
+        errors = sum(map(totals.__getitem__, _ERRORS))
+        return totals[_SUCCESS] + errors, errors
 
     def snapshot(self) -> Mapping[EventType, int]:
         """Every event type's count over the window (zeros included)."""
