@@ -16,6 +16,7 @@ from typing import Any
 import pykka
 import pytest
 import structlog
+from probe import WAIT
 
 from actors import (
     Command,
@@ -24,8 +25,6 @@ from actors import (
     CommandRegistry,
     FallbackFailedError,
 )
-
-WAIT = 5.0  # upper bound on any wait for another thread: reached only when something is broken
 
 
 class CustomBaseException(BaseException):

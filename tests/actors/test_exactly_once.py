@@ -16,11 +16,11 @@ from typing import Any
 
 import pykka
 import pytest
+from probe import WAIT
 
 from actors import Command, CommandConfig, CommandRegistry, Reply
 from supervision import FakeClock
 
-WAIT = 5.0  # upper bound on any wait for another thread: reached only when something is broken
 CALLERS = 16
 ASKS_PER_CALLER = 50
 KINDS = ("ok", "fail", "slow", "ok", "fail", "ok", "ok", "fail")

@@ -14,6 +14,7 @@ from typing import Any
 
 import pykka
 import pytest
+from probe import WAIT, Probe
 
 from actors import (
     CircuitOpenError,
@@ -25,37 +26,6 @@ from actors import (
     MaxConcurrencyError,
 )
 from supervision import FakeClock
-
-WAIT = 5.0  # upper bound on any wait for another thread: reached only when something is broken
-
-
-class Probe:
-    """What a test shares with every instance of its command: counters and events."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.runs = 0
-        self.fallbacks = 0
-        self.fallback_errors: list[BaseException] = []
-        #: Released by the test (or its teardown): lets every hung ``run`` return.
-        self.release = threading.Event()
-        #: One permit per ``run`` that has started to hang.
-        self.entered = threading.Semaphore(0)
-        #: Set when a hung ``run`` has returned.
-        self.finished = threading.Event()
-
-    def ran(self) -> None:
-        with self._lock:
-            self.runs += 1
-
-    def fell_back(self, error: BaseException) -> None:
-        with self._lock:
-            self.fallbacks += 1
-            self.fallback_errors.append(error)
-
-    def wait_entered(self, n: int = 1) -> None:
-        for _ in range(n):
-            assert self.entered.acquire(timeout=WAIT), "run never started"
 
 
 class Scripted(Command):

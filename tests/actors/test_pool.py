@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from probe import WAIT, Probe
 
 from actors import (
     Command,
@@ -16,21 +16,6 @@ from actors import (
     FallbackFailedError,
 )
 
-WAIT = 5.0  # upper bound on any wait for another thread: reached only when something is broken
-
-
-class Gates:
-    """Events a test shares with its command's instances."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.entered = threading.Semaphore(0)
-        self.in_fallback = threading.Semaphore(0)
-
-    def wait_entered(self, n: int) -> None:
-        for _ in range(n):
-            assert self.entered.acquire(timeout=WAIT), "a run did not start"
-
 
 class Hangs(Command):
     """``run`` waits for the test; ``fallback`` waits too when the payload says so."""
@@ -38,51 +23,51 @@ class Hangs(Command):
     key = "hangs"
     config = CommandConfig(timeout=WAIT, max_concurrent_requests=1, queue_size=2)
 
-    def __init__(self, gates: Gates) -> None:
-        self.gates = gates
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
 
     def run(self, payload: Any) -> Any:
         if payload == "fail":
             raise RuntimeError("dependency down")
-        self.gates.entered.release()
-        assert self.gates.release.wait(WAIT)
+        self.probe.entered.release()
+        assert self.probe.release.wait(WAIT)
         return payload
 
     def fallback(self, payload: Any, error: BaseException) -> Any:
         if payload == "fail":
-            self.gates.in_fallback.release()
-            assert self.gates.release.wait(WAIT)
+            self.probe.in_fallback.release()
+            assert self.probe.release.wait(WAIT)
         return ("fallback", getattr(error, "reason", type(error).__name__))
 
 
 @pytest.fixture
-def gates(registry: CommandRegistry) -> Iterator[Gates]:
-    gates = Gates()
-    registry.register(Hangs, gates)
-    yield gates
-    gates.release.set()
+def probe(registry: CommandRegistry) -> Iterator[Probe]:
+    probe = Probe()
+    registry.register(Hangs, probe)
+    yield probe
+    probe.release.set()
 
 
 def test_growing_the_pool_starts_workers_for_the_calls_waiting(
-    registry: CommandRegistry, gates: Gates
+    registry: CommandRegistry, probe: Probe
 ) -> None:
     futures = [registry.ask(Hangs.key, n, block=False) for n in range(3)]
-    gates.wait_entered(1)
+    probe.wait_entered(1)
     assert registry.health(Hangs.key).in_flight == 3  # one running, two waiting
 
     registry.configure(Hangs.key, Hangs.config.replace(max_concurrent_requests=3))
 
-    gates.wait_entered(2)  # the two waiting calls now run, each on a new worker
+    probe.wait_entered(2)  # the two waiting calls now run, each on a new worker
     assert registry.health(Hangs.key).workers == 3
-    gates.release.set()
+    probe.release.set()
     assert [f.get(timeout=WAIT) for f in futures] == [0, 1, 2]
 
 
 def test_calls_waiting_when_the_key_is_reset_are_answered_at_once(
-    registry: CommandRegistry, gates: Gates
+    registry: CommandRegistry, probe: Probe
 ) -> None:
     running = registry.ask(Hangs.key, "running", block=False)
-    gates.wait_entered(1)
+    probe.wait_entered(1)
     waiting = registry.ask_reply(Hangs.key, "waiting", block=False)
 
     registry.reset()
@@ -90,19 +75,19 @@ def test_calls_waiting_when_the_key_is_reset_are_answered_at_once(
     reply = waiting.get(timeout=WAIT)  # answered without waiting for the running call
     assert reply.value == ("fallback", "unavailable")
     assert isinstance(reply.error, CommandError)
-    gates.release.set()
+    probe.release.set()
     assert running.get(timeout=WAIT) == "running"  # a running call still finishes
 
 
 def test_past_fallback_max_concurrent_a_fallback_is_rejected(
-    registry: CommandRegistry, gates: Gates
+    registry: CommandRegistry, probe: Probe
 ) -> None:
     registry.configure(
         Hangs.key,
         Hangs.config.replace(max_concurrent_requests=2, fallback_max_concurrent=1),
     )
     first = registry.ask_reply(Hangs.key, "fail", block=False)
-    assert gates.in_fallback.acquire(timeout=WAIT)  # the one fallback slot is taken
+    assert probe.in_fallback.acquire(timeout=WAIT)  # the one fallback slot is taken
 
     second = registry.ask_reply(Hangs.key, "fail")
 
@@ -112,5 +97,5 @@ def test_past_fallback_max_concurrent_a_fallback_is_rejected(
     assert isinstance(second.error.run_error, RuntimeError)
     with pytest.raises(FallbackFailedError):
         second.unwrap()
-    gates.release.set()
+    probe.release.set()
     assert first.get(timeout=WAIT).events == ("FAILURE", "FALLBACK_SUCCESS")

@@ -7,11 +7,12 @@ import threading
 import time
 from typing import Any
 
+from probe import WAIT
+
 from actors import Command, CommandConfig, CommandRegistry, Reply
 
 CALLERS = 12
 SECONDS = 2.0
-WAIT = 5.0
 
 
 class Mixed(Command):

@@ -8,6 +8,7 @@ from typing import Any
 
 import pykka
 import pytest
+from probe import WAIT, Probe
 
 from actors import (
     BadRequest,
@@ -23,33 +24,6 @@ from actors import (
     UnknownCommandError,
 )
 from supervision import FakeClock, Transition
-
-WAIT = 5.0  # upper bound on any wait for another thread: reached only when something is broken
-
-
-class Probe:
-    """What a test shares with every instance of its command."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.runs = 0
-        self.fallbacks = 0
-        self.release = threading.Event()
-        self.entered = threading.Semaphore(0)
-        self.finished = threading.Event()
-        self.seen: dict[str, Any] = {}
-
-    def ran(self) -> None:
-        with self._lock:
-            self.runs += 1
-
-    def fell_back(self) -> None:
-        with self._lock:
-            self.fallbacks += 1
-
-    def wait_entered(self, n: int = 1) -> None:
-        for _ in range(n):
-            assert self.entered.acquire(timeout=WAIT), "run never started"
 
 
 class Service(Command):
