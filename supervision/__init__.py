@@ -26,9 +26,13 @@ from .errors import (
 )
 from .events import ERROR_EVENTS, FALLBACK_TRIGGERS, HEALTH_EVENTS, EventType
 from .health import Health
+from .policy import RestartStrategy, SupervisionPolicy
+from .restart import DECISIONS, Child, Decision, Directive, Restarts, backoff_delay, decide
+from .throttle import Throttle
 from .window import RollingCounts
 
 __all__ = [
+    "DECISIONS",
     "ERROR_EVENTS",
     "FALLBACK_TRIGGERS",
     "HEALTH_EVENTS",
@@ -36,6 +40,7 @@ __all__ = [
     "TRANSITIONS",
     "BadRequest",
     "Bulkhead",
+    "Child",
     "CircuitBreaker",
     "CircuitOpenError",
     "CircuitState",
@@ -43,6 +48,8 @@ __all__ = [
     "CommandConfig",
     "CommandError",
     "CommandTimeoutError",
+    "Decision",
+    "Directive",
     "EventType",
     "FakeClock",
     "FallbackFailedError",
@@ -50,8 +57,14 @@ __all__ = [
     "IllegalTransitionError",
     "MaxConcurrencyError",
     "Permit",
+    "RestartStrategy",
+    "Restarts",
     "RollingCounts",
+    "SupervisionPolicy",
+    "Throttle",
     "Transition",
     "UnknownCommandError",
+    "backoff_delay",
+    "decide",
     "monotonic",
 ]

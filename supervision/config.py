@@ -6,6 +6,8 @@ import dataclasses
 import math
 from typing import Any
 
+from .policy import SupervisionPolicy
+
 __all__ = ["CommandConfig"]
 
 
@@ -66,6 +68,8 @@ class CommandConfig:
     force_open: bool = False
     #: Admit every call whatever the error rate (statistics are still kept).
     force_closed: bool = False
+    #: How the key's workers and supervisor are restarted, and when stuck workers are abandoned.
+    supervision: SupervisionPolicy = dataclasses.field(default_factory=SupervisionPolicy)
 
     def __post_init__(self) -> None:
         _check_seconds("timeout", self.timeout)
@@ -86,6 +90,9 @@ class CommandConfig:
             if not isinstance(value, bool):
                 msg = f"{name} must be True or False, got {value!r}"
                 raise ValueError(msg)
+        if not isinstance(self.supervision, SupervisionPolicy):
+            msg = f"supervision must be a SupervisionPolicy, got {self.supervision!r:.80}"
+            raise ValueError(msg)
 
     def replace(self, **changes: Any) -> CommandConfig:
         """A copy with some fields changed (validated like the original)."""

@@ -25,3 +25,8 @@ class Health:
     in_flight: int
     #: Worker actors alive for this key (started lazily, up to ``max_concurrent_requests``).
     workers: int = 0
+    #: Workers abandoned while stuck in ``run`` past their deadline, not yet returned.
+    zombies: int = 0
+    #: "up", "restarting" (its supervisor died and is being restarted) or "down" (restarts
+    #: exhausted: every call is answered "unavailable" until ``restart(key)``).
+    status: str = "up"
