@@ -1,4 +1,4 @@
-"""The gate: a key's breaker, bulkhead and parked workers behind one lock.
+"""The gate: a key's breaker, bulkhead, worker membership and waiting calls behind one lock.
 
 Callers, workers and the supervisor share it. Admission happens on the caller's thread before
 anything is enqueued, so a short-circuit or a rejection costs no actor hop and no mailbox can grow
@@ -7,11 +7,17 @@ directly; otherwise it goes to the supervisor, which starts a worker or lets the
 A worker that finishes takes the next waiting call itself, or parks. Outcomes are recorded by
 whoever answers a call, before the answer is delivered, so a caller reading ``health`` right
 after its answer sees the state its call produced.
+
+Every admitted call holds one bulkhead slot (``Ticket.holds_slot``) until its ``run`` returns, it
+is found never to have started, or its stuck worker is abandoned; ``_free`` is the one place a
+slot is given back, and it gives each ticket's slot back once. Worker membership is a set of
+refs, so every way a worker can leave (retired, died, abandoned, orphaned) is counted once.
 """
 
 from __future__ import annotations
 
 import collections
+import enum
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
@@ -20,6 +26,7 @@ import pykka
 from supervision import (
     Bulkhead,
     CircuitBreaker,
+    CircuitState,
     Clock,
     CommandConfig,
     EventType,
@@ -31,18 +38,31 @@ from supervision import (
 if TYPE_CHECKING:
     from .ticket import Ticket
 
-__all__ = ["RETIRE", "START", "Gate"]
+__all__ = ["RETIRE", "START", "Gate", "Stuck"]
 
 Worker = pykka.ActorRef[Any]
 
 #: ``place`` says: start a new worker for this call.
 START: Final = "start"
-#: ``park`` says: this worker is surplus and must stop.
+#: ``park`` says: this worker is surplus (or of a past generation) and must stop.
 RETIRE: Final = "retire"
 
 _SHORT = EventType.SHORT_CIRCUITED
 _REJECTED = EventType.THREAD_POOL_REJECTED
 _TIMEOUT = EventType.TIMEOUT
+
+
+class Stuck(enum.StrEnum):
+    """What ``abandon`` found about a timed-out call whose grace period is over."""
+
+    #: ``run`` returned (or the slot was freed some other way): nothing to do.
+    DONE = "done"
+    #: The call never reached a worker (lost with a dead actor's mailbox): its slot is freed.
+    LOST = "lost"
+    #: Its worker is abandoned: slot freed, membership dropped, counted as a zombie.
+    ABANDONED = "abandoned"
+    #: The zombie cap is reached: the worker keeps its slot (the key sheds load); ask again later.
+    CAPPED = "capped"
 
 
 class Gate:
@@ -52,9 +72,12 @@ class Gate:
         "_drained",
         "_idle",
         "_lock",
+        "_members",
+        "_reserved",
         "_waiting",
         "_worker_limit",
-        "workers",
+        "generation",
+        "zombies",
     )
 
     def __init__(self, config: CommandConfig, clock: Clock) -> None:
@@ -65,8 +88,18 @@ class Gate:
         self._idle: list[Worker] = []
         self._waiting: collections.deque[Ticket] = collections.deque()
         self._worker_limit = config.max_concurrent_requests
-        #: Worker actors started and not retired.
-        self.workers = 0
+        self._members: set[Worker] = set()
+        self._reserved = 0  # workers being started, not yet members
+        #: Bumped when the key's workers are replaced as a whole (supervisor restart,
+        #: one_for_all): a worker of an older generation retires when its call ends.
+        self.generation = 0
+        #: Workers abandoned in ``run`` that have not returned yet.
+        self.zombies = 0
+
+    @property
+    def workers(self) -> int:
+        """Worker actors counted against the limit (started or starting, not yet gone)."""
+        return len(self._members) + self._reserved
 
     # -- the caller's side ---------------------------------------------------------------------
 
@@ -88,23 +121,39 @@ class Gate:
         """For a call no parked worker took: a worker that parked since, ``START`` (a new
         worker may be started), or None (the call waits for a worker)."""
         with self._lock:
+            if ticket.settled:  # timed out or answered before it got here
+                self._free(ticket)
+                return None
             if self._idle:
                 return self._idle.pop()
             if self.workers < self._worker_limit:
-                self.workers += 1
+                self._reserved += 1
                 return START
             self._waiting.append(ticket)
             return None
 
+    def reserve(self) -> bool:
+        """Count one more worker about to start, if the limit allows (a replacement)."""
+        with self._lock:
+            if self.workers >= self._worker_limit:
+                return False
+            self._reserved += 1
+            return True
+
+    def unreserve(self) -> None:
+        """A reserved worker could not be started."""
+        with self._lock:
+            self._reserved -= 1
+
     def next_waiting_for_new_worker(self) -> Ticket | None:
-        """A waiting call, if the limit allows one more worker for it (after a resize)."""
+        """A waiting call, if the limit allows one more worker for it (a resize, a death)."""
         with self._lock:
             while self._waiting and self.workers < self._worker_limit:
                 ticket = self._waiting.popleft()
                 if ticket.settled:
-                    self._release()
+                    self._free(ticket)
                     continue
-                self.workers += 1
+                self._reserved += 1
                 return ticket
             return None
 
@@ -113,42 +162,100 @@ class Gate:
         with self._lock:
             surplus = []
             while self._idle and self.workers > self._worker_limit:
-                surplus.append(self._idle.pop())
-                self.workers -= 1
+                worker = self._idle.pop()
+                self._members.discard(worker)
+                surplus.append(worker)
             return surplus
 
-    def close(self) -> list[Ticket]:
-        """Empty the gate: forget parked workers, admit no more; the waiting calls (still
-        holding their slots) are returned to be dropped."""
+    def renew(self) -> list[Worker]:
+        """Start a new generation: parked workers leave now (returned, to be stopped); busy
+        ones retire when their call ends."""
+        with self._lock:
+            self.generation += 1
+            idle, self._idle = self._idle, []
+            self._members.difference_update(idle)
+            return idle
+
+    def orphan(self) -> tuple[list[Ticket], list[Worker]]:
+        """The supervisor died: a new generation; the waiting calls (still holding their slots,
+        to be dropped) and the parked workers (gone from the gate, to be stopped)."""
+        idle = self.renew()
         with self._lock:
             waiting = list(self._waiting)
-            self._idle.clear()
             self._waiting.clear()
+            return waiting, idle
+
+    def close(self) -> tuple[list[Ticket], list[Worker]]:
+        """Admit no more workers: like ``orphan``, and every busy worker retires."""
+        waiting, idle = self.orphan()
+        with self._lock:
             self._worker_limit = 0
-            return waiting
+        return waiting, idle
 
     # -- the worker's side ---------------------------------------------------------------------
 
-    def finish(self, permit: Permit, event: EventType) -> tuple[Transition, ...]:
-        """``run`` returned with ``event``: free the slot and record the outcome."""
+    def join(self, worker: Worker) -> None:
+        """A reserved worker has started."""
         with self._lock:
-            self._release()
-            return self._breaker.record(permit, event)
+            self._reserved -= 1
+            self._members.add(worker)
 
-    def park(self, worker: Worker) -> Ticket | str | None:
+    def leave(self, worker: Worker) -> None:
+        """A worker is gone (whatever the way); idempotent."""
+        with self._lock:
+            self._members.discard(worker)
+            if worker in self._idle:
+                self._idle.remove(worker)
+
+    def begin(self, ticket: Ticket, worker: Worker) -> bool:
+        """A worker is about to run the call: False (and the slot freed) if it was settled
+        (timed out, dropped) before it got there."""
+        with self._lock:
+            if ticket.settled:
+                self._free(ticket)
+                return False
+            ticket.runner = worker
+            return True
+
+    def finish(self, ticket: Ticket, event: EventType) -> tuple[Transition, ...]:
+        """``run`` returned with ``event`` and its worker answers: free the slot, record."""
+        with self._lock:
+            self._free(ticket)
+            return self._breaker.record(ticket.permit, event)
+
+    def late(self, ticket: Ticket) -> bool:
+        """``run`` returned after someone else answered the call. True if its worker had been
+        abandoned (it must end now: it was replaced); else the slot is freed."""
+        with self._lock:
+            if ticket.abandoned:
+                ticket.abandoned = False
+                self.zombies -= 1
+                return True
+            self._free(ticket)
+            return False
+
+    def park(self, worker: Worker, generation: int) -> Ticket | str | None:
         """A worker is free: the next waiting call for it, ``RETIRE``, or None (parked)."""
         with self._lock:
-            if self.workers > self._worker_limit:
-                self.workers -= 1
+            if (
+                generation != self.generation
+                or worker not in self._members
+                or self.workers > self._worker_limit
+            ):
+                self._members.discard(worker)
                 return RETIRE
             waiting = self._waiting
             while waiting:
                 ticket = waiting.popleft()
                 if not ticket.settled:
                     return ticket
-                self._release()  # timed out while it waited
+                self._free(ticket)  # timed out while it waited
             self._idle.append(worker)
             return None
+
+    def idle_workers(self) -> list[Worker]:
+        with self._lock:
+            return list(self._idle)
 
     # -- anyone --------------------------------------------------------------------------------
 
@@ -157,18 +264,44 @@ class Gate:
         with self._lock:
             return self._breaker.record(permit, _TIMEOUT)
 
-    def release(self) -> None:
-        """Free a slot without an outcome (the call's outcome was already recorded)."""
+    def release(self, ticket: Ticket) -> None:
+        """Free a call's slot without an outcome (idempotent)."""
         with self._lock:
-            self._release()
+            self._free(ticket)
 
-    def cancel(self, permit: Permit) -> None:
-        """Free the slot of a call that never ran: no outcome, and a probe's slot back."""
+    def cancel(self, ticket: Ticket) -> None:
+        """A call that never ran: free its slot, no outcome, and a probe's slot back."""
         with self._lock:
-            self._release()
-            self._breaker.release(permit)
+            self._free(ticket)
+            self._breaker.release(ticket.permit)
 
-    def _release(self) -> None:
+    def void(self, ticket: Ticket) -> None:
+        """A call answered without an outcome while it may still run (its supervisor died, the
+        registry stopped): a probe's slot back; the bulkhead slot stays until ``run`` returns."""
+        with self._lock:
+            self._breaker.release(ticket.permit)
+
+    def abandon(self, ticket: Ticket, max_zombies: int) -> Stuck:
+        """A timed-out call's grace period is over: see ``Stuck``."""
+        with self._lock:
+            if not ticket.holds_slot:
+                return Stuck.DONE
+            worker = ticket.runner
+            if worker is None:
+                self._free(ticket)
+                return Stuck.LOST
+            if self.zombies >= max_zombies:
+                return Stuck.CAPPED
+            ticket.abandoned = True
+            self.zombies += 1
+            self._members.discard(worker)
+            self._free(ticket)
+            return Stuck.ABANDONED
+
+    def _free(self, ticket: Ticket) -> None:
+        if not ticket.holds_slot:
+            return
+        ticket.holds_slot = False
         self._bulkhead.release()
         if self._bulkhead.in_flight == 0:
             self._drained.notify_all()
@@ -186,17 +319,20 @@ class Gate:
         with self._lock:
             self._breaker.reconfigure(config)
             self._bulkhead.resize(config.max_concurrent_requests, config.queue_size)
-            self._worker_limit = config.max_concurrent_requests
+            if self._worker_limit > 0:  # a closed gate stays closed
+                self._worker_limit = config.max_concurrent_requests
 
-    def health(self, key: str) -> Health:
+    def health(self, key: str, status: str) -> Health:
         with self._lock:
             breaker = self._breaker
             return Health(
                 key=key,
-                state=breaker.state,
+                state=CircuitState.OPEN if status == "down" else breaker.state,
                 requests=breaker.requests(),
                 errors=breaker.errors(),
                 error_percent=breaker.error_percent(),
                 in_flight=self._bulkhead.in_flight,
                 workers=self.workers,
+                zombies=self.zombies,
+                status=status,
             )

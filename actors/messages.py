@@ -13,7 +13,16 @@ import pykka
 
 from supervision import CommandConfig, EventType
 
-__all__ = ["Reconfigure", "Reply", "Retired"]
+__all__ = [
+    "Reconfigure",
+    "Refill",
+    "Reply",
+    "Retire",
+    "Retired",
+    "ShutdownReport",
+    "SupervisorExited",
+    "WorkerExited",
+]
 
 _VALUE_EVENTS = (EventType.SUCCESS, EventType.FALLBACK_SUCCESS)
 
@@ -56,9 +65,53 @@ class Reply:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Retired:
-    """A surplus worker tells its supervisor it has stopped (the pool was shrunk)."""
+    """A worker tells its supervisor it is stopping as planned (surplus after a resize, of a
+    past generation, or an abandoned zombie whose ``run`` finally returned)."""
 
     worker: pykka.ActorRef[Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Retire:
+    """A supervisor tells a worker to stop as planned (surplus, replaced, shutting down)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkerExited:
+    """A worker tells its supervisor it died: crashed, stopped from outside, or its ``run``
+    raised a BaseException. ``error`` is what killed it (None for a plain stop)."""
+
+    worker: pykka.ActorRef[Any]
+    error: BaseException | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Refill:
+    """A stuck worker was abandoned: start a replacement (and serve the waiting calls)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SupervisorExited:
+    """A command supervisor tells the registry it died (crashed, stopped from outside, or gave
+    up after too many worker restarts: ``escalated``)."""
+
+    key: str
+    supervisor: pykka.ActorRef[Any]
+    error: BaseException | None
+    escalated: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ShutdownReport:
+    """What ``CommandRegistry.shutdown`` did."""
+
+    #: True if every call in flight finished within the timeout.
+    drained: bool
+    #: Calls still in flight at the timeout, answered with the shutdown error.
+    answered: int
+    #: Worker threads still inside ``run`` when shutdown returned: left behind (daemon threads,
+    #: they end when their ``run`` returns), and reported here and in the log.
+    zombies: int
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

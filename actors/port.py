@@ -8,6 +8,8 @@ gate to the supervisor's mailbox. The port also answers what never reaches a wor
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -24,17 +26,19 @@ from supervision import (
     FallbackFailedError,
     MaxConcurrencyError,
     Permit,
+    Throttle,
     Transition,
 )
 
 from .command import Command
-from .gate import Gate
+from .gate import Gate, Stuck
 from .log import log_transitions, logger
-from .messages import Reply
+from .messages import Refill, Reply
 from .ticket import Ticket
 
 if TYPE_CHECKING:
     from .watchdog import Watchdog
+    from .worker import WorkerActor
 
 __all__ = ["CommandPort", "TransitionListener"]
 
@@ -42,6 +46,10 @@ __all__ = ["CommandPort", "TransitionListener"]
 TransitionListener = Callable[[str, Transition], None]
 
 _SHORT = EventType.SHORT_CIRCUITED
+
+#: At most one ``command.rejected`` line per key per this many seconds (with a count of the
+#: lines held back): under overload, logging every rejection would cost more than rejecting.
+REJECTION_LOG_INTERVAL = 1.0
 
 
 class CommandPort:
@@ -67,20 +75,33 @@ class CommandPort:
         self.gate = Gate(config, breaker_clock)
         self.log: Any = logger.bind(command=key)
         self.supervisor: pykka.ActorRef[Any] | None = None
+        #: Set when the registry stopped the key (reset, shutdown): asks are re-routed or refused.
         self.closed: CommandError | None = None
+        #: Set while the key's supervisor is dead ("restarting") or given up on ("down"): asks
+        #: are answered at once with it (reason "unavailable") or the fallback.
+        self.down: CommandError | None = None
+        self.status = "up"
+        #: Admitted calls not answered yet.
+        self.tracked: set[Ticket] = set()
+        #: Live worker actors (any generation), for shutdown and fault injection.
+        self.workers: dict[pykka.ActorRef[Any], WorkerActor] = {}
+        #: Calls answered by ``sweep`` (for the shutdown report).
+        self.swept = 0
         self.fallback_slots = threading.BoundedSemaphore(config.fallback_max_concurrent)
-        self._watchdog = watchdog
+        self.timer = watchdog
         self._listeners = listeners
         self._fallback_command: Command | None = None
         self._lock = threading.Lock()
+        self._rejections = Throttle(REJECTION_LOG_INTERVAL, clock)
 
     # -- the caller's side ---------------------------------------------------------------------
 
     def submit(self, payload: Any, timeout: float | None, block: bool) -> Ticket | Reply:
         """Admit a call and send it to the supervisor, or answer it at once."""
         started = self.clock()
-        if self.closed is not None:
-            return self.fall_back(payload, None, self.closed, started)
+        unavailable = self.closed or self.down
+        if unavailable is not None:
+            return self.fall_back(payload, None, unavailable, started)
         admitted, worker, moved = self.gate.admit()
         if moved:
             self.publish(moved)
@@ -90,19 +111,41 @@ class CommandPort:
         if timeout is not None and timeout < limit:
             limit = timeout
         ticket = Ticket(self, payload, started, started + limit, admitted, block=block)
+        self.tracked.add(ticket)
         if not block:
-            self._watchdog.watch(ticket)
-        target = worker if worker is not None else self.supervisor
-        try:
-            if target is None:
-                raise pykka.ActorDeadError(self.key)
-            target.tell(ticket)
-        except pykka.ActorDeadError:
-            error = CommandError(
-                f"command {self.key!r} is unavailable", key=self.key, reason="unavailable"
-            )
-            self.drop(ticket, error)
+            self.timer.watch(ticket)
+        if worker is not None:
+            try:
+                worker.tell(ticket)
+            except pykka.ActorDeadError:  # died while parked: the supervisor places the call
+                self.hand_back(ticket)
+            return ticket
+        self.hand_back(ticket)
         return ticket
+
+    def hand_back(self, ticket: Ticket) -> None:
+        """Give a call to the supervisor to place; if it is dead, answer "unavailable"."""
+        supervisor = self.supervisor
+        try:
+            if supervisor is None:
+                raise pykka.ActorDeadError(self.key)
+            supervisor.tell(ticket)
+        except pykka.ActorDeadError:
+            self.drop(ticket, self.unavailable())
+
+    def unavailable(self) -> CommandError:
+        error = self.closed or self.down
+        if error is not None:
+            return error
+        return CommandError(
+            f"command {self.key!r} is unavailable", key=self.key, reason="unavailable"
+        )
+
+    def live_workers(self) -> list[pykka.ActorRef[Any]]:
+        return [ref for ref in list(self.workers) if ref.is_alive()]
+
+    def worker_actors(self) -> list[WorkerActor]:
+        return list(self.workers.values())
 
     def wait(self, ticket: Ticket) -> Reply:
         """Block for the ticket's reply; at its deadline, answer TIMEOUT on this thread."""
@@ -124,7 +167,14 @@ class CommandPort:
             self.log.debug("command.short_circuited", reason=error.reason)
         else:
             error = MaxConcurrencyError(f"command {self.key!r}: max concurrency", key=self.key)
-            self.log.warning("command.rejected", reason=error.reason, in_flight=self.gate.in_flight)
+            held_back = self._rejections.allow()
+            if held_back is not None:
+                self.log.warning(
+                    "command.rejected",
+                    reason=error.reason,
+                    in_flight=self.gate.in_flight,
+                    held_back=held_back,
+                )
         return self.fall_back(payload, event, error, started)
 
     def expire(
@@ -137,9 +187,10 @@ class CommandPort:
         """
         ticket.timed_out = True
         if returned:
-            moved = self.gate.finish(ticket.permit, EventType.TIMEOUT)
+            moved = self.gate.finish(ticket, EventType.TIMEOUT)
         else:
             moved = self.gate.expire(ticket.permit)
+            self.check_stuck_at(ticket.deadline + self.grace(), ticket)
         if moved:
             self.publish(moved)
         limit = ticket.deadline - ticket.started
@@ -155,15 +206,55 @@ class CommandPort:
     def drop(self, ticket: Ticket, error: CommandError) -> None:
         """A call that will never run: free its slot, and answer it unless someone has."""
         if ticket.claim():
-            self.gate.cancel(ticket.permit)
+            self.gate.cancel(ticket)
             ticket.answer(self.fall_back(ticket.payload, None, error, ticket.started))
         else:  # timed out already (its TIMEOUT recorded): only the slot is left
-            self.gate.release()
+            self.gate.release(ticket)
 
-    def abandon(self, ticket: Ticket, error: CommandError) -> None:
-        """Answer a claimed ticket that may still be running (the registry shut down); the
-        worker frees its slot when ``run`` returns."""
-        ticket.answer(self.fall_back(ticket.payload, None, error, ticket.started))
+    def sweep(self, error: CommandError) -> int:
+        """Answer every call still in flight with ``error`` (the supervisor died, the registry
+        stopped): no outcome is recorded; slots stay held until each ``run`` returns (a call
+        that never reached a worker is found and freed at the end of the grace period)."""
+        answered = 0
+        for ticket in self.tracked.copy():
+            if ticket.claim():
+                self.gate.void(ticket)
+                ticket.answer(self.fall_back(ticket.payload, None, error, ticket.started))
+                self.check_stuck_at(self.clock() + self.grace(), ticket)
+                answered += 1
+        return answered
+
+    # -- stuck workers -------------------------------------------------------------------------
+
+    def grace(self) -> float:
+        return self.config.supervision.grace_for(self.config.timeout)
+
+    def check_stuck_at(self, when: float, ticket: Ticket) -> None:
+        self.timer.call_at(when, functools.partial(self.check_stuck, ticket))
+
+    def check_stuck(self, ticket: Ticket) -> None:
+        """The grace period of an answered call whose ``run`` had not returned is over."""
+        config = self.config
+        verdict = self.gate.abandon(
+            ticket, config.supervision.zombie_cap(config.max_concurrent_requests)
+        )
+        if verdict is Stuck.ABANDONED:
+            self.log.warning(
+                "worker.abandoned",
+                worker=ticket.runner.actor_urn if ticket.runner else None,
+                zombies=self.gate.zombies,
+                overdue=round(self.clock() - ticket.deadline, 3),
+            )
+            supervisor = self.supervisor
+            if supervisor is not None:
+                # a dead supervisor's successor starts workers on demand
+                with contextlib.suppress(pykka.ActorDeadError):
+                    supervisor.tell(Refill())
+        elif verdict is Stuck.CAPPED:
+            self.log.warning("worker.zombie_cap_reached", zombies=self.gate.zombies)
+            self.check_stuck_at(self.clock() + self.grace(), ticket)
+        elif verdict is Stuck.LOST:
+            self.log.warning("command.lost_call_freed")
 
     # -- fallbacks -----------------------------------------------------------------------------
 

@@ -29,7 +29,8 @@ from supervision import (
 )
 
 from .command import Command, FunctionCall, FunctionCommand
-from .messages import Reply
+from .log import logger
+from .messages import Reply, ShutdownReport
 from .port import CommandPort, TransitionListener
 from .registry_actor import (
     Configure,
@@ -38,6 +39,7 @@ from .registry_actor import (
     Register,
     RegistryActor,
     Reset,
+    Restart,
     Route,
     largest_timeout,
 )
@@ -146,6 +148,7 @@ class CommandRegistry:
         self._actor = RegistryActor.start(self._clock, self._watchdog, self._listeners)
         self._routes: dict[str, CommandPort] = {}
         self._closed: CommandError | None = None
+        self._report: ShutdownReport | None = None
 
     @classmethod
     def default(cls) -> CommandRegistry:
@@ -314,12 +317,27 @@ class CommandRegistry:
     def health(self, key: str) -> Health:
         """A snapshot of the key's circuit and load (starts no actor for an unused key)."""
         port = self._routes.get(key) if isinstance(key, str) else None
-        if port is not None:
-            return port.gate.health(key)
+        if port is not None and port.closed is None:
+            return port.gate.health(key, port.status)
         _check_key(key)
         self._ensure_open()
         health: Health = self._actor.ask(HealthOf(key), block=True)
         return health
+
+    @_DefaultBound
+    def restart(self, key: str) -> str:
+        """Revive a key that is down (its supervisor's restarts were exhausted): a fresh
+        supervisor, the restart count forgotten; the breaker's state is kept. No effect on a
+        key that is up or restarting. Returns the key's status afterwards."""
+        _check_key(key)
+        self._ensure_open()
+        status: str = self._actor.ask(Restart(key), block=True)
+        return status
+
+    def _live_port(self, key: str) -> CommandPort | None:
+        """The key's port if it has been used (for fault injection)."""
+        ports: list[CommandPort] = self._actor.ask(Ports(), block=True)
+        return next((port for port in ports if port.key == key), None)
 
     # -- stopping ------------------------------------------------------------------------------
 
@@ -341,15 +359,17 @@ class CommandRegistry:
             self._actor.ask(Reset(reason))
 
     @_DefaultBound
-    def shutdown(self, timeout: float | None = None) -> None:
+    def shutdown(self, timeout: float | None = None) -> ShutdownReport:
         """Stop admitting (later asks raise ``CommandError`` with reason "shutdown"), let calls
         in flight finish for up to ``timeout`` seconds (default: the longest command timeout),
-        answer the rest and stop every actor."""
+        answer the rest with that error (or their fallback), stop every actor and thread.
+        Workers still inside ``run`` cannot be stopped: they are reported as zombies (daemon
+        threads that end when ``run`` returns). Calling it again returns the first report."""
         if timeout is not None:
             _check_timeout(timeout)
         with self._lock:
-            if self._closed is not None:
-                return
+            if self._report is not None and self._closed is not None:
+                return self._report
             closed = CommandError("the registry is shut down", reason="shutdown")
             self._closed = closed
             try:
@@ -358,12 +378,36 @@ class CommandRegistry:
                 ports = []
             budget = largest_timeout(ports) if timeout is None else timeout
             deadline = time.monotonic() + budget
-            for port in ports:
-                port.gate.wait_drained(max(0.0, deadline - time.monotonic()))
+            drained = all(
+                [port.gate.wait_drained(max(0.0, deadline - time.monotonic())) for port in ports]
+            )
             self._routes.clear()
             if self._actor.is_alive():
-                self._actor.ask(Reset(closed), block=True)
+                self._actor.ask(Reset(closed, sweep=True), block=True)
                 self._actor.stop(block=True)
             for ticket in self._watchdog.close():
-                if ticket.claim():
-                    ticket.port.abandon(ticket, closed)
+                ticket.port.sweep(closed)
+            zombies = _join_workers(ports, deadline=time.monotonic() + _JOIN_BUDGET)
+            report = ShutdownReport(
+                drained=drained, answered=sum(port.swept for port in ports), zombies=zombies
+            )
+            log = logger.warning if zombies else logger.info
+            log("registry.shutdown", drained=drained, answered=report.answered, zombies=zombies)
+            self._report = report
+            return report
+
+
+#: Seconds shutdown waits for the threads of stopped workers to end (they end at once unless
+#: the machine is starved; a worker still inside ``run`` is not waited for: it is a zombie).
+_JOIN_BUDGET = 5.0
+
+
+def _join_workers(ports: list[CommandPort], deadline: float) -> int:
+    """Wait for the threads of the ports' workers that are not inside ``run`` to end; how many
+    threads are left (zombies)."""
+    workers = [worker for port in ports for worker in port.worker_actors()]
+    for worker in workers:
+        thread = worker.thread
+        if thread is not None and not worker.busy:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    return sum(worker.thread is not None and worker.thread.is_alive() for worker in workers)

@@ -6,24 +6,29 @@ route to a key (which builds the port and starts the key's supervisor), reset an
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import pykka
 
 from supervision import (
+    Child,
     CircuitState,
     Clock,
     CommandConfig,
     CommandError,
+    Directive,
     Health,
+    Restarts,
     UnknownCommandError,
     monotonic,
 )
 
 from .command import Command, FunctionCommand
-from .messages import Reconfigure
+from .messages import Reconfigure, SupervisorExited
 from .port import CommandPort, TransitionListener
 from .supervisor import CommandActor
 from .watchdog import Watchdog
@@ -35,6 +40,8 @@ __all__ = [
     "Register",
     "RegistryActor",
     "Reset",
+    "Restart",
+    "Revive",
     "Route",
     "largest_timeout",
 ]
@@ -71,7 +78,26 @@ class Ports:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Reset:
+    """Stop every key; with ``sweep``, answer the calls still running at once (shutdown), else
+    let them finish within their deadlines (reset)."""
+
     reason: CommandError
+    sweep: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Restart:
+    """An operator revives a key that is down (``CommandRegistry.restart``)."""
+
+    key: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Revive:
+    """A supervisor's backoff is over: start it again (if the key is still the same)."""
+
+    key: str
+    port: CommandPort
 
 
 class RegistryActor(pykka.ThreadingActor):
@@ -87,6 +113,7 @@ class RegistryActor(pykka.ThreadingActor):
         self._registrations: dict[str, Register] = {}
         self._configs: dict[str, CommandConfig] = {}
         self._ports: dict[str, CommandPort] = {}
+        self._restarts: dict[str, Restarts] = {}
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Route):
@@ -99,10 +126,17 @@ class RegistryActor(pykka.ThreadingActor):
             return self._health(message.key)
         if isinstance(message, Ports):
             return list(self._ports.values())
+        if isinstance(message, SupervisorExited):
+            return self._supervisor_exited(message)
+        if isinstance(message, Revive):
+            return self._revive(message.key, message.port)
+        if isinstance(message, Restart):
+            return self._restart(message.key)
         if isinstance(message, Reset):
-            self._stop_ports(message.reason)
+            self._stop_ports(message.reason, sweep=message.sweep)
             self._registrations.clear()
             self._configs.clear()
+            self._restarts.clear()
             return None
         msg = f"registry actor cannot handle {message!r}"
         raise TypeError(msg)
@@ -123,8 +157,12 @@ class RegistryActor(pykka.ThreadingActor):
         port = self._ports.get(key)
         if port is not None:
             port.reconfigure(config)
+            restarts = self._restarts.get(key)
+            if restarts is not None:
+                restarts.policy = config.supervision
             if port.supervisor is not None:
-                port.supervisor.tell(Reconfigure(config))
+                with contextlib.suppress(pykka.ActorDeadError):  # restarting: it reads the port
+                    port.supervisor.tell(Reconfigure(config))
 
     def _config_for(self, key: str, registration: Register) -> CommandConfig:
         config = self._configs.get(key)
@@ -151,7 +189,7 @@ class RegistryActor(pykka.ThreadingActor):
                 watchdog=self._watchdog,
                 listeners=self._listeners,
             )
-            port.supervisor = CommandActor.start(port)
+            port.supervisor = CommandActor.start(port, self.actor_ref)
             self._ports[key] = port
         if function_style and not issubclass(port.command_class, FunctionCommand):
             msg = (
@@ -164,7 +202,7 @@ class RegistryActor(pykka.ThreadingActor):
     def _health(self, key: str) -> Health:
         port = self._ports.get(key)
         if port is not None:
-            return port.gate.health(key)
+            return port.gate.health(key, port.status)
         registration = self._registrations.get(key)
         if registration is None:
             msg = f"no command is registered under the key {key!r}"
@@ -176,7 +214,80 @@ class RegistryActor(pykka.ThreadingActor):
             key=key, state=state, requests=0, errors=0, error_percent=0.0, in_flight=0, workers=0
         )
 
-    def _stop_ports(self, reason: CommandError) -> None:
+    # -- the tree ------------------------------------------------------------------------------
+
+    def _supervisor_exited(self, message: SupervisorExited) -> None:
+        key = message.key
+        port = self._ports.get(key)
+        if (
+            port is None
+            or port.closed is not None
+            or port.supervisor is None
+            or port.supervisor.actor_urn != message.supervisor.actor_urn
+        ):
+            return  # stopped on purpose, or a past incarnation
+        restarts = self._restarts.get(key)
+        if restarts is None:
+            restarts = Restarts(Child.SUPERVISOR, port.config.supervision, monotonic)
+            self._restarts[key] = restarts
+        decision = restarts.died()
+        log = port.log
+        if decision.directive is Directive.RESTART_AFTER:
+            port.status = "restarting"
+            log.warning(
+                "supervisor.restarting",
+                delay=round(decision.delay, 3),
+                restarts=decision.restarts,
+                max_restarts=decision.max_restarts,
+                escalated=message.escalated,
+            )
+            revive = functools.partial(self._tell, Revive(key, port))
+            self._watchdog.call_at(monotonic() + decision.delay, revive)
+            return
+        port.status = "down"
+        port.down = CommandError(
+            f"command {key!r} is down: its supervisor died {decision.restarts} times within"
+            f" {decision.period:g}s; restart({key!r}) revives it",
+            key=key,
+            reason="unavailable",
+        )
+        log.error(
+            "command.down",
+            restarts=decision.restarts,
+            max_restarts=decision.max_restarts,
+            period=decision.period,
+        )
+
+    def _tell(self, message: Any) -> None:
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.actor_ref.tell(message)
+
+    def _revive(self, key: str, port: CommandPort) -> None:
+        if self._ports.get(key) is not port or port.closed is not None:
+            return
+        if port.supervisor is not None and port.supervisor.is_alive():
+            return
+        port.supervisor = CommandActor.start(port, self.actor_ref)
+        port.down = None
+        port.status = "up"
+        port.log.info("supervisor.restarted", generation=port.gate.generation)
+
+    def _restart(self, key: str) -> str:
+        """Revive a key that is down; the status it has afterwards."""
+        port = self._ports.get(key)
+        if port is None:
+            if key not in self._registrations:
+                msg = f"no command is registered under the key {key!r}"
+                raise UnknownCommandError(msg, key=key)
+            return "up"  # never started: nothing to revive
+        if port.status == "down":
+            restarts = self._restarts.get(key)
+            if restarts is not None:
+                restarts.reset()
+            self._revive(key, port)
+        return port.status
+
+    def _stop_ports(self, reason: CommandError, *, sweep: bool) -> None:
         ports = list(self._ports.values())
         self._ports.clear()
         for port in ports:
@@ -184,9 +295,11 @@ class RegistryActor(pykka.ThreadingActor):
         for port in ports:
             if port.supervisor is not None:
                 port.supervisor.stop(block=True)
+            if sweep:
+                port.swept += port.sweep(reason)
 
     def on_stop(self) -> None:
-        self._stop_ports(CommandError("the registry stopped", reason="shutdown"))
+        self._stop_ports(CommandError("the registry stopped", reason="shutdown"), sweep=True)
 
 
 def largest_timeout(ports: Sequence[CommandPort]) -> float:

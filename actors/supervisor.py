@@ -3,22 +3,28 @@
 It is not on the hot path: a caller hands its call straight to a parked worker when the gate has
 one. The supervisor receives only the calls no parked worker could take; it starts workers lazily
 up to ``max_concurrent_requests`` or lets the call wait in the gate (at most ``queue_size`` of
-them: the gate bounded admission). It resizes the pool on reconfiguration and, when it stops,
-answers every call that can no longer run and stops its workers.
+them: the gate bounded admission). It resizes the pool on reconfiguration, replaces workers that
+die (per the key's ``SupervisionPolicy``: one_for_one or one_for_all, within the restart
+intensity) and stuck workers that were abandoned. Past the intensity it escalates: it stops
+itself and the registry decides. When it stops for any reason it answers every call of its key
+still in flight and stops its workers (a busy one ends when its ``run`` returns).
 """
 
 from __future__ import annotations
 
+import contextlib
+from types import TracebackType
 from typing import Any
 
 import pykka
 
-from supervision import CommandError
+from supervision import Child, CommandError, Decision, Directive, Restarts, monotonic
 
 from .gate import START
 from .log import logger
-from .messages import Reconfigure, Retired
+from .messages import Reconfigure, Refill, Retire, Retired, SupervisorExited, WorkerExited
 from .port import CommandPort
+from .testing import Crash
 from .ticket import Ticket
 from .worker import WorkerActor
 
@@ -28,66 +34,172 @@ __all__ = ["CommandActor"]
 class CommandActor(pykka.ThreadingActor):
     use_daemon_thread = True
 
-    def __init__(self, port: CommandPort) -> None:
+    def __init__(self, port: CommandPort, parent: pykka.ActorRef[Any]) -> None:
         super().__init__()
         self._port = port
+        self._parent = parent
+        self._generation = port.gate.generation
         self._workers: list[pykka.ActorRef[Any]] = []
+        self._restarts = Restarts(Child.WORKER, port.config.supervision, monotonic)
+        self._escalation: Decision | None = None
+        self._error: BaseException | None = None
         self._log: Any = logger
 
     def on_start(self) -> None:
         self._log = self._port.log.bind(actor=self.actor_urn)
-        self._log.debug("supervisor.started")
+        self._log.debug("supervisor.started", generation=self._generation)
 
     def on_receive(self, message: Any) -> None:
         if isinstance(message, Ticket):
             self._place(message)
+        elif isinstance(message, WorkerExited):
+            self._worker_died(message)
         elif isinstance(message, Retired):
             self._forget(message.worker)
+        elif isinstance(message, Refill):
+            self._refill(replace=1)
         elif isinstance(message, Reconfigure):
+            self._restarts.policy = message.config.supervision
             self._resize()
+        elif isinstance(message, Crash):
+            raise message.error
+
+    # -- placing calls -------------------------------------------------------------------------
 
     def _place(self, ticket: Ticket) -> None:
-        gate = self._port.gate
-        if ticket.settled:  # timed out before it got here
-            gate.release()
-            return
-        placed = gate.place(ticket)
+        placed = self._port.gate.place(ticket)
         if placed is START:
             self._start_worker(ticket)
         elif isinstance(placed, pykka.ActorRef):
-            placed.tell(ticket)
+            try:
+                placed.tell(ticket)
+            except pykka.ActorDeadError:  # died while parked; its exit notice is on its way
+                self._port.gate.leave(placed)
+                self._place(ticket)
 
-    def _start_worker(self, ticket: Ticket) -> None:
-        worker = WorkerActor.start(self._port, self.actor_ref)
+    def _start_worker(self, ticket: Ticket | None) -> None:
+        """Start a worker the gate reserved; give it ``ticket``, or let it park."""
+        port = self._port
+        try:
+            worker = WorkerActor.start(port, self.actor_ref, self._generation, park=ticket is None)
+        except BaseException:
+            port.gate.unreserve()
+            if ticket is not None:
+                port.drop(ticket, port.unavailable())
+            raise
         self._workers.append(worker)
         self._log.debug("worker.started", workers=len(self._workers))
-        worker.tell(ticket)
+        if ticket is not None:
+            worker.tell(ticket)
 
     def _forget(self, worker: pykka.ActorRef[Any]) -> None:
         if worker in self._workers:
             self._workers.remove(worker)
 
-    def _resize(self) -> None:
-        """Stop parked workers beyond the new limit (busy ones retire when they finish), and
-        start workers for calls waiting if the limit grew."""
+    def _refill(self, replace: int = 0) -> None:
+        """Start workers for calls waiting (the limit allows), then up to ``replace`` parked
+        replacements so capacity is back before the next call needs it."""
         gate = self._port.gate
-        for worker in gate.take_surplus():
-            self._forget(worker)
-            worker.stop(block=False)
         while (ticket := gate.next_waiting_for_new_worker()) is not None:
             self._start_worker(ticket)
+            replace -= 1
+        for _ in range(replace):
+            if not gate.reserve():
+                break
+            self._start_worker(None)
+
+    def _resize(self) -> None:
+        """Retire parked workers beyond the new limit (busy ones retire when they finish), and
+        start workers for calls waiting if the limit grew."""
+        for worker in self._port.gate.take_surplus():
+            self._stop_worker(worker)
+        self._refill()
+
+    def _stop_worker(self, worker: pykka.ActorRef[Any]) -> None:
+        self._forget(worker)
+        with contextlib.suppress(pykka.ActorDeadError):
+            worker.tell(Retire())
+
+    # -- deaths --------------------------------------------------------------------------------
+
+    def _worker_died(self, message: WorkerExited) -> None:
+        self._forget(message.worker)
+        gate = self._port.gate
+        gate.leave(message.worker)  # idempotent: the worker left on its way out
+        decision = self._restarts.died()
+        self._log.warning(
+            "worker.restarting" if decision.directive is not Directive.ESCALATE else "worker.died",
+            directive=decision.directive.value,
+            restarts=decision.restarts,
+            max_restarts=decision.max_restarts,
+            error=repr(message.error),
+        )
+        if decision.directive is Directive.RESTART:
+            self._refill(replace=1)
+        elif decision.directive is Directive.RESTART_ALL:
+            for worker in gate.renew():
+                self._stop_worker(worker)
+            self._generation = gate.generation
+            self._refill(replace=1)
+        else:  # ESCALATE: too many deaths; the registry restarts this supervisor (or not)
+            self._escalation = decision
+            self._log.error(
+                "supervisor.escalated",
+                restarts=decision.restarts,
+                period=decision.period,
+            )
+            self.stop()
+
+    # -- ending --------------------------------------------------------------------------------
 
     def on_stop(self) -> None:
+        self._exited()
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._error = exception_value
+        self._exited()
+
+    def _exited(self) -> None:
+        """Answer every call of the key still in flight, stop the workers; if the registry did
+        not ask for this stop, tell it (it restarts this supervisor after a backoff)."""
         port = self._port
-        error = port.closed or CommandError(f"command {port.key!r} stopped", key=port.key)
-        stranded = port.gate.close()  # calls waiting for a worker
-        while not self.actor_inbox.empty():  # calls told to us after the stop message
+        planned = port.closed is not None
+        if not planned and port.supervisor is self.actor_ref:
+            port.status = "restarting"
+            port.down = CommandError(
+                f"command {port.key!r} is unavailable: its supervisor is restarting",
+                key=port.key,
+                reason="unavailable",
+            )
+        error = port.unavailable()
+        waiting, idle = port.gate.close() if planned else port.gate.orphan()
+        while not self.actor_inbox.empty():  # calls told to us after the stop
             message = self.actor_inbox.get().message
             if isinstance(message, Ticket):
-                stranded.append(message)
-        for ticket in stranded:
+                waiting.append(message)
+        for ticket in waiting:
             port.drop(ticket, error)
-        for worker in self._workers:
-            worker.stop(block=False)
+        if not planned:  # its children die with it: their calls are answered now
+            port.swept += port.sweep(error)
+        for worker in (*idle, *self._workers):
+            with contextlib.suppress(pykka.ActorDeadError):
+                worker.tell(Retire())
         self._workers.clear()
-        self._log.debug("supervisor.stopped")
+        if planned:
+            self._log.debug("supervisor.stopped")
+            return
+        if self._error is not None:
+            self._log.error("supervisor.died", error=repr(self._error))
+        elif self._escalation is None:
+            self._log.warning("supervisor.stopped")
+        with contextlib.suppress(pykka.ActorDeadError):
+            self._parent.tell(
+                SupervisorExited(
+                    port.key, self.actor_ref, self._error, self._escalation is not None
+                )
+            )

@@ -26,13 +26,16 @@ class Ticket:
     __slots__ = (
         "_claim",
         "_done",
+        "abandoned",
         "answered",
         "deadline",
         "future",
+        "holds_slot",
         "payload",
         "permit",
         "port",
         "reply",
+        "runner",
         "started",
         "timed_out",
     )
@@ -53,6 +56,12 @@ class Ticket:
         self.deadline = deadline
         self.permit = permit
         self.timed_out = False
+        #: True until the call's bulkhead slot is given back (changed under the gate's lock).
+        self.holds_slot = True
+        #: The worker running it, once one has begun (set under the gate's lock).
+        self.runner: pykka.ActorRef[Any] | None = None
+        #: Its worker was abandoned while stuck in ``run`` (set under the gate's lock).
+        self.abandoned = False
         self.answered = False
         self.reply: Reply | None = None
         self.future: pykka.ThreadingFuture[Reply] | None = (
@@ -75,6 +84,7 @@ class Ticket:
         """Deliver the reply (only the claimer calls this)."""
         self.reply = reply
         self.answered = True
+        self.port.tracked.discard(self)
         if self.future is not None:
             self.future.set(reply)
         self._done.release()

@@ -1,13 +1,21 @@
 """The worker actor: runs one call at a time on its own thread and its own ``Command``.
 
-Every exception ``run`` raises, BaseException included, is turned into an answer here: nothing
-escapes to pykka, which would stop the actor (an Exception) or every actor in the process (a
-BaseException). When a call is done the worker takes the next waiting call or parks in the gate.
+Every exception ``run`` raises is turned into an answer here: nothing escapes to pykka, which
+would stop the actor (an Exception) or every actor in the process (a BaseException). When a call
+is done the worker takes the next waiting call or parks in the gate.
+
+A worker dies (and its supervisor replaces it) when ``run`` raises a BaseException (its
+``Command`` may be left broken), when its own code breaks, or when it is crashed or stopped from
+outside; the call it held is answered first (FAILURE, with the fallback), and calls sent to it
+that it never started go back to the supervisor.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
+import threading
+from types import TracebackType
 from typing import Any
 
 import pykka
@@ -17,8 +25,9 @@ from supervision import BadRequest, CommandError, EventType
 from .command import Command
 from .gate import RETIRE
 from .log import logger
-from .messages import Reply, Retired
+from .messages import Reply, Retire, Retired, WorkerExited
 from .port import CommandPort
+from .testing import Crash
 from .ticket import Ticket
 
 __all__ = ["WorkerActor"]
@@ -28,59 +37,150 @@ _FAILURE = EventType.FAILURE
 _BAD_REQUEST = EventType.BAD_REQUEST
 
 
+class _After(enum.Enum):
+    """What a worker does once a call is over."""
+
+    NEXT = "next"  # take the next waiting call, or park
+    DIE = "die"  # run raised a BaseException: be replaced
+    LEAVE = "leave"  # abandoned while stuck, and since replaced: end quietly
+
+
 class WorkerActor(pykka.ThreadingActor):
     use_daemon_thread = True  # a run that never returns must not keep the process alive
 
-    def __init__(self, port: CommandPort, supervisor: pykka.ActorRef[Any]) -> None:
+    def __init__(
+        self,
+        port: CommandPort,
+        supervisor: pykka.ActorRef[Any],
+        generation: int,
+        *,
+        park: bool = False,
+    ) -> None:
         super().__init__()
         self._port = port
         self._supervisor = supervisor
+        self._generation = generation
+        self._park_on_start = park
         self._command: Command | None = None
         self._claimed: Ticket | None = None  # the last call this worker claimed to answer
+        self._retired = False
+        #: True while inside ``run`` (read by shutdown: a busy worker cannot be stopped).
+        self.busy = False
+        self.thread: threading.Thread | None = None
+        self._error: BaseException | None = None
         self._log: Any = logger
 
     def on_start(self) -> None:
-        self._log = self._port.log.bind(actor=self.actor_urn)
+        port = self._port
+        self._log = port.log.bind(actor=self.actor_urn)
+        self.thread = threading.current_thread()
+        port.workers[self.actor_ref] = self
+        port.gate.join(self.actor_ref)
+        if self._park_on_start:
+            self._next()
 
     def on_receive(self, message: Any) -> None:
         if isinstance(message, Ticket):
             try:
-                self._execute(message)
+                after = self._execute(message)
             except BaseException as exc:
                 self._rescue(message, exc)
-            finally:
+                after = _After.DIE
+            if after is _After.NEXT:
                 self._next()
+            elif after is _After.LEAVE:
+                self._retire()
+            else:
+                self.stop()
+        elif isinstance(message, Retire):
+            self._retired = True
+            self.stop()
+        elif isinstance(message, Crash):
+            raise message.error
 
-    def _rescue(self, ticket: Ticket, exc: BaseException) -> None:
-        """Answer a call whose handling broke, so its caller is never left waiting."""
-        if ticket.answered or not (self._claimed is ticket or ticket.claim()):
-            return  # answered, or claimed by a caller or the watchdog, who will answer
-        error = CommandError(
-            f"command {self._port.key!r}: internal error {exc!r}",
-            key=self._port.key,
-            reason="internal error",
-        )
-        error.__cause__ = exc
-        ticket.answer(Reply(self._port.key, None, error, (), 0.0))
-        with contextlib.suppress(Exception):  # logging itself may be what broke
-            self._log.error("worker.internal_error", error=repr(exc))
+    # -- ending --------------------------------------------------------------------------------
+
+    def on_stop(self) -> None:
+        self._exited()
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._error = exception_value
+        self._exited()
+
+    def _retire(self) -> None:
+        self._retired = True
+        with contextlib.suppress(pykka.ActorDeadError):  # the supervisor went first
+            self._supervisor.tell(Retired(self.actor_ref))
+        self.stop()
+
+    def _exited(self) -> None:
+        """Leave the gate; give back calls sent here and never started; tell the supervisor
+        (unless this was a planned retirement), so it can replace this worker."""
+        port = self._port
+        ref = self.actor_ref
+        port.workers.pop(ref, None)
+        port.gate.leave(ref)
+        stranded = []
+        while not self.actor_inbox.empty():
+            message = self.actor_inbox.get().message
+            if isinstance(message, Ticket):
+                stranded.append(message)
+        if not self._retired:
+            if self._error is not None:
+                self._log.error("worker.died", error=repr(self._error))
+            else:
+                self._log.warning("worker.stopped")
+            with contextlib.suppress(pykka.ActorDeadError):  # a dead supervisor's heir
+                self._supervisor.tell(WorkerExited(ref, self._error))  # starts workers anyway
+        for ticket in stranded:
+            port.hand_back(ticket)
 
     def _next(self) -> None:
-        following = self._port.gate.park(self.actor_ref)
+        following = self._port.gate.park(self.actor_ref, self._generation)
         if following is None:
             return
         if following is RETIRE:
-            with contextlib.suppress(pykka.ActorDeadError):  # the supervisor went first
-                self._supervisor.tell(Retired(self.actor_ref))
-            self.stop()
+            self._retire()
         else:
             self.actor_ref.tell(following)
 
-    def _execute(self, ticket: Ticket) -> None:
+    # -- running a call ------------------------------------------------------------------------
+
+    def _rescue(self, ticket: Ticket, exc: BaseException) -> None:
+        """This worker's own handling of a call broke: answer the call (FAILURE, with the
+        fallback) so its caller is never left waiting; the worker then dies."""
+        self._error = exc
         port = self._port
-        if ticket.settled:  # timed out or abandoned before it reached this worker
-            port.gate.release()
+        with contextlib.suppress(BaseException):  # logging itself may be what broke
+            self._log.error("worker.internal_error", error=repr(exc))
+        if ticket.answered:
             return
+        if not (self._claimed is ticket or ticket.claim()):
+            # claimed by a caller or the watchdog, who answers it: only the slot is left
+            with contextlib.suppress(BaseException):
+                port.gate.late(ticket)
+            return
+        error = CommandError(
+            f"command {port.key!r}: internal error {exc!r}", key=port.key, reason="internal error"
+        )
+        error.__cause__ = exc
+        try:
+            if ticket.holds_slot:
+                port.gate.finish(ticket, _FAILURE)
+            reply = port.fall_back(ticket.payload, _FAILURE, error, ticket.started)
+        except BaseException:
+            reply = Reply(port.key, None, error, (_FAILURE,), 0.0)
+        ticket.answer(reply)
+
+    def _execute(self, ticket: Ticket) -> _After:
+        port = self._port
+        if not port.gate.begin(ticket, self.actor_ref):
+            return _After.NEXT  # timed out or dropped before it reached this worker
         value: Any = None
         error: BaseException | None = None
         event = _SUCCESS
@@ -89,25 +189,32 @@ class WorkerActor(pykka.ThreadingActor):
             if command is None:
                 command = self._command = port.new_command()
             command._ticket = ticket
+            self.busy = True
             try:
                 value = command.run(ticket.payload)
             finally:
+                self.busy = False
                 command._ticket = None
         except BadRequest as exc:
             event, error = _BAD_REQUEST, exc
         except BaseException as exc:
             event, error = _FAILURE, exc
+        after = _After.NEXT if error is None or isinstance(error, Exception) else _After.DIE
+        if after is _After.DIE:
+            self._error = error
         if ticket.claim():
             self._claimed = ticket
-        else:  # answered TIMEOUT already: drop the late result
-            port.gate.release()
+        else:  # answered already (TIMEOUT, or swept): drop the late result
+            if port.gate.late(ticket):
+                self._log.info("worker.zombie_returned", outcome=event.value)
+                return _After.LEAVE if after is _After.NEXT else after
             self._log.debug("command.late_result_dropped", outcome=event.value)
-            return
+            return after
         if event is _FAILURE and port.clock() >= ticket.deadline:
             # run gave up at the deadline (its client used time_left()): that is a timeout.
             port.expire(ticket, cause=error, returned=True)
-            return
-        moved = port.gate.finish(ticket.permit, event)
+            return after
+        moved = port.gate.finish(ticket, event)
         if moved:
             port.publish(moved)
         if event is _SUCCESS:
@@ -119,3 +226,4 @@ class WorkerActor(pykka.ThreadingActor):
             self._log.error("command.failed", error=repr(error))
             reply = port.fall_back(ticket.payload, _FAILURE, error, ticket.started, self._command)
         ticket.answer(reply)
+        return after

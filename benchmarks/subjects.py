@@ -24,7 +24,11 @@ __all__ = [
     "EchoCommand",
     "ForcedOpenCommand",
     "HandRolled",
+    "Hold",
+    "OVERLOAD_TIMEOUT",
+    "OverloadedCommand",
     "ParkedCommand",
+    "QuietOverloadedCommand",
     "SlowDependencyCommand",
     "call_dependency",
 ]
@@ -91,6 +95,63 @@ class ParkedCommand(Command):
 
     def fallback(self, payload: Any, error: BaseException) -> Any:
         return FALLBACK
+
+
+#: The overload benchmark's call timeout: longer than the whole benchmark, so no held call
+#: times out (and frees or records anything) while the rejections are measured.
+OVERLOAD_TIMEOUT = 60.0
+
+
+class Hold:
+    """Keeps the overload benchmark's calls inside ``run`` until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self._entered = 0
+        self._changed = threading.Condition()
+
+    def enter(self) -> None:
+        with self._changed:
+            self._entered += 1
+            self._changed.notify_all()
+
+    def wait_entered(self, count: int, timeout: float) -> bool:
+        """True once ``count`` calls are inside ``run``; False after ``timeout`` seconds."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._entered >= count, timeout)
+
+
+class OverloadedCommand(Command):
+    """The overload benchmark's key: its 10 slots are held in ``run`` for the whole benchmark.
+
+    Rejections count as errors, so a ``request_volume_threshold`` no window can reach keeps the
+    circuit closed: every measured ask is a bulkhead rejection (THREAD_POOL_REJECTED), never a
+    short-circuit. The fallback is a constant.
+    """
+
+    key = "bench.overload"
+    config = CommandConfig(
+        max_concurrent_requests=10,
+        timeout=OVERLOAD_TIMEOUT,
+        request_volume_threshold=1_000_000_000,
+    )
+
+    def __init__(self, hold: Hold) -> None:
+        self._hold = hold
+
+    def run(self, payload: Any) -> Any:
+        self._hold.enter()
+        self._hold.release.wait(OVERLOAD_TIMEOUT)
+        return payload
+
+    def fallback(self, payload: Any, error: BaseException) -> Any:
+        return FALLBACK
+
+
+class QuietOverloadedCommand(OverloadedCommand):
+    """The same under another key, whose port the suite builds with warnings filtered out."""
+
+    key = "bench.overload.quiet"
 
 
 #: How long each call of the dependency really took, in ns (``time.sleep`` overshoots,

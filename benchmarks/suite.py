@@ -14,12 +14,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
+import pykka
 import structlog
 
-from actors import CommandRegistry
+from actors import CommandRegistry, EventType, Reply
 
 from .latency import Case, Latency, measure_latencies, percentile, timer_overhead_ns
+from .overload import Load, Overload, measure_overload
 from .pybreaker_probe import describe_pybreaker
 from .report import (
     BARE_ASK,
@@ -29,7 +32,14 @@ from .report import (
     OURS_SHORT_CIRCUIT,
     OURS_SUCCESS,
     OURS_THROUGHPUT,
+    OVERLOAD_CALLERS,
+    OVERLOAD_CROWD,
+    OVERLOAD_CROWD_QUIET,
+    OVERLOAD_SOLO,
+    OVERLOAD_SOLO_QUIET,
     POOL_ALONE,
+    REJECTED_SERVED,
+    REJECTED_UNSERVED,
     RunInfo,
     render,
 )
@@ -40,7 +50,10 @@ from .subjects import (
     EchoCommand,
     ForcedOpenCommand,
     HandRolled,
+    Hold,
+    OverloadedCommand,
     ParkedCommand,
+    QuietOverloadedCommand,
     SlowDependencyCommand,
     call_dependency,
 )
@@ -62,6 +75,13 @@ class Plan:
     slice_seconds: float
     warmup_seconds: float
     callers: int = 10
+    #: Overload: phases, and the seconds of each run per phase: the 200 callers against the
+    #: logged key, against the key with warnings filtered out, and one caller alone (each key).
+    overload_phases: int = 3
+    overload_seconds: float = 1.2
+    overload_quiet_seconds: float = 0.6
+    overload_solo_seconds: float = 0.3
+    overload_warmup_seconds: float = 0.3
 
     @classmethod
     def full(cls) -> Plan:
@@ -87,6 +107,11 @@ class Plan:
             slices=2,
             slice_seconds=0.5,
             warmup_seconds=0.1,
+            overload_phases=2,
+            overload_seconds=0.4,
+            overload_quiet_seconds=0.2,
+            overload_solo_seconds=0.15,
+            overload_warmup_seconds=0.1,
         )
 
 
@@ -114,6 +139,21 @@ def _quiet_structlog() -> Iterator[None]:
             yield
         finally:
             structlog.reset_defaults()
+
+
+@contextlib.contextmanager
+def _warnings_filtered() -> Iterator[None]:
+    """Loggers bound inside drop warnings too; the rest of the configuration is unchanged.
+
+    A key's logger is bound when its port is built, on the key's first ask, and keeps the
+    configuration of that moment: asked first inside, the key never renders ``command.rejected``.
+    """
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
 
 
 def _measure(plan: Plan) -> tuple[dict[str, Latency], dict[str, Throughput], list[int]]:
@@ -179,6 +219,74 @@ def _measure(plan: Plan) -> tuple[dict[str, Latency], dict[str, Throughput], lis
     return latencies, throughputs, spans
 
 
+def _rejection(reply: Reply) -> str:
+    """What an overload answer was: every one should be a bulkhead rejection that fell back."""
+    if EventType.THREAD_POOL_REJECTED in reply.events:
+        served = reply.fell_back and reply.value == FALLBACK
+        return REJECTED_SERVED if served else REJECTED_UNSERVED
+    return "not rejected: " + " + ".join(reply.events)
+
+
+def _wait_in_flight(registry: CommandRegistry, key: str, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while (in_flight := registry.health(key).in_flight) != count:
+        if time.monotonic() > deadline:
+            msg = f"{key}: {in_flight} calls in flight after {timeout:g} s, expected {count}"
+            raise RuntimeError(msg)
+        time.sleep(0.001)
+
+
+def _measure_overload(plan: Plan) -> Overload:
+    """Fill both keys' bulkheads with held calls, then ask them from many threads and one."""
+    hold = Hold()
+    registry = CommandRegistry()
+    logged, quiet = OverloadedCommand.key, QuietOverloadedCommand.key
+    slots = OverloadedCommand.config.max_concurrent_requests
+    held: list[pykka.Future[Any]] = []
+    try:
+        registry.register(OverloadedCommand, hold)
+        registry.register(QuietOverloadedCommand, hold)
+        held += [registry.ask(logged, n, block=False) for n in range(slots)]
+        with _warnings_filtered():
+            held += [registry.ask(quiet, n, block=False) for n in range(slots)]
+        for key in (logged, quiet):
+            _wait_in_flight(registry, key, slots, 10.0)
+        if not hold.wait_entered(len(held), 10.0):
+            msg = "the held calls never all reached run()"
+            raise RuntimeError(msg)
+
+        def load(name: str, key: str, callers: int, seconds: float) -> Load:
+            ask_reply = registry.ask_reply
+
+            def call(payload: int) -> Any:
+                return ask_reply(key, payload)
+
+            def in_flight() -> int:
+                return registry.health(key).in_flight
+
+            return Load(name, callers, seconds, call, _rejection, in_flight)
+
+        overload = measure_overload(
+            [
+                load(OVERLOAD_CROWD, logged, OVERLOAD_CALLERS, plan.overload_seconds),
+                load(OVERLOAD_SOLO, logged, 1, plan.overload_solo_seconds),
+                load(OVERLOAD_CROWD_QUIET, quiet, OVERLOAD_CALLERS, plan.overload_quiet_seconds),
+                load(OVERLOAD_SOLO_QUIET, quiet, 1, plan.overload_solo_seconds),
+            ],
+            phases=plan.overload_phases,
+            warmup_seconds=plan.overload_warmup_seconds,
+        )
+        hold.release.set()
+        answers = [future.get(timeout=10.0) for future in held]
+        if answers != [*range(slots), *range(slots)]:
+            msg = f"the held calls answered {answers}, expected their payloads"
+            raise RuntimeError(msg)
+    finally:
+        hold.release.set()
+        registry.shutdown(timeout=5.0)
+    return overload
+
+
 def _join_leftover_threads(timeout: float) -> list[str]:
     """Wait for threads still stopping (everything was told to stop); the names of any left."""
     deadline = time.monotonic() + timeout
@@ -193,6 +301,7 @@ def run(plan: Plan) -> str:
     started = time.perf_counter()
     with _quiet_structlog():
         latencies, throughputs, spans = _measure(plan)
+        overload = _measure_overload(plan)
     pybreaker_note = describe_pybreaker()
     leftover = _join_leftover_threads(5.0)
     if leftover:
@@ -214,10 +323,19 @@ def run(plan: Plan) -> str:
             f"{plan.callers} caller threads, {plan.slices} alternating slices of"
             f" {plan.slice_seconds:g} s per variant, after {plan.warmup_seconds:g} s warm-up each"
         ),
+        overload_plan=(
+            f"{OVERLOAD_CALLERS} caller threads and 1, against a full bulkhead of"
+            f" {OverloadedCommand.config.max_concurrent_requests}; {plan.overload_phases} phases"
+            f" of {plan.overload_seconds:g} s ({OVERLOAD_CALLERS} callers, logged),"
+            f" {plan.overload_quiet_seconds:g} s ({OVERLOAD_CALLERS} callers, warnings filtered)"
+            f" and {plan.overload_solo_seconds:g} s (1 caller, each key), after"
+            f" {plan.overload_warmup_seconds:g} s warm-up each"
+        ),
+        switch_interval_ms=sys.getswitchinterval() * 1000,
         timer_overhead_ns=timer_overhead_ns(),
         pybreaker_note=pybreaker_note,
         dependency_mean_ms=statistics.fmean(spans) / 1e6 if spans else 0.0,
         dependency_p99_ms=percentile(spans, 0.99) / 1e6 if spans else 0.0,
         seconds=time.perf_counter() - started,
     )
-    return render(info, latencies, throughputs)
+    return render(info, latencies, throughputs, overload)

@@ -16,12 +16,18 @@ def _check_seconds(name: str, value: object, *, allow_zero: bool = False) -> Non
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
-        or math.isnan(value)
-        or math.isinf(value)
+        or not math.isfinite(_as_float(value))
         or not (value >= 0 if allow_zero else value > 0)
     ):
-        msg = f"{name} must be a finite number of seconds {bound}, got {value!r}"
+        msg = f"{name} must be a finite number of seconds {bound}, got {value!r:.80}"
         raise ValueError(msg)
+
+
+def _as_float(value: float) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an int too large for a float
+        return math.inf
 
 
 def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
@@ -32,7 +38,7 @@ def _check_int(name: str, value: object, low: int, high: int | None = None) -> N
         or value < low
         or (high is not None and value > high)
     ):
-        msg = f"{name} must be an integer {allowed}, got {value!r}"
+        msg = f"{name} must be an integer {allowed}, got {value!r:.80}"
         raise ValueError(msg)
 
 
@@ -88,7 +94,7 @@ class CommandConfig:
         for name in ("force_open", "force_closed"):
             value = getattr(self, name)
             if not isinstance(value, bool):
-                msg = f"{name} must be True or False, got {value!r}"
+                msg = f"{name} must be True or False, got {value!r:.80}"
                 raise ValueError(msg)
         if not isinstance(self.supervision, SupervisionPolicy):
             msg = f"supervision must be a SupervisionPolicy, got {self.supervision!r:.80}"

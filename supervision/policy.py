@@ -33,17 +33,23 @@ def _check_number(name: str, value: object, *, low: float, allow_low: bool) -> N
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
-        or math.isnan(value)
-        or math.isinf(value)
+        or not math.isfinite(_as_float(value))
         or not (value >= low if allow_low else value > low)
     ):
-        msg = f"{name} must be a finite number {bound}, got {value!r}"
+        msg = f"{name} must be a finite number {bound}, got {value!r:.80}"
         raise ValueError(msg)
+
+
+def _as_float(value: float) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an int too large for a float
+        return math.inf
 
 
 def _check_count(name: str, value: object, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        msg = f"{name} must be an integer between {low} and {high}, got {value!r}"
+        msg = f"{name} must be an integer between {low} and {high}, got {value!r:.80}"
         raise ValueError(msg)
 
 

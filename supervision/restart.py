@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+import math
 import random
 from collections.abc import Callable
 
@@ -74,8 +75,11 @@ def backoff_delay(
     if attempt < 0:
         msg = f"attempt must be >= 0, got {attempt!r}"
         raise ValueError(msg)
-    base = max_backoff if attempt >= 64 else min(max_backoff, min_backoff * 2.0**attempt)
-    return base * (1.0 + random_factor * jitter)
+    try:
+        grown = math.ldexp(min_backoff, attempt)  # min_backoff * 2**attempt, exactly
+    except OverflowError:
+        grown = math.inf
+    return min(max_backoff, grown) * (1.0 + random_factor * jitter)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

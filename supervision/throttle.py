@@ -16,8 +16,8 @@ class Throttle:
     __slots__ = ("_clock", "_next", "_suppressed", "interval")
 
     def __init__(self, interval: float, clock: Clock) -> None:
-        if interval < 0:
-            msg = f"interval must be >= 0 seconds, got {interval!r}"
+        if not interval >= 0:
+            msg = f"interval must be a number of seconds >= 0, got {interval!r}"
             raise ValueError(msg)
         self.interval = interval
         self._clock = clock

@@ -25,6 +25,8 @@ from actors import (
     CommandRegistry,
     FallbackFailedError,
 )
+from actors.registry_actor import RegistryActor
+from actors.supervisor import CommandActor
 
 
 class CustomBaseException(BaseException):
@@ -87,14 +89,19 @@ class Echo(Command):
 
 @pytest.fixture
 def live(registry: CommandRegistry) -> Iterator[list[pykka.ActorRef[Any]]]:
-    """The registry's commands, each asked once: the actors a contained failure must spare."""
+    """The registry's commands, each asked once: the actors a contained failure must spare
+    (the registry and the supervisors; a worker whose ``run`` raised a BaseException is
+    replaced, see test_supervision_tree.py)."""
     for command_class in (Raiser, RaiserWithFallback, Echo):
         registry.register(command_class)
     assert registry.ask("raiser", "ok") == "ok"
     assert registry.ask("raiser-fb", "ok") == "ok"
     assert registry.ask("echo", 1) == ("echo", 1)
-    actors = pykka.ActorRegistry.get_all()
-    assert actors
+    actors = [
+        *pykka.ActorRegistry.get_by_class(RegistryActor),
+        *pykka.ActorRegistry.get_by_class(CommandActor),
+    ]
+    assert len(actors) == 4
     yield actors
 
 

@@ -44,6 +44,7 @@ def test_the_defaults_cover_every_field() -> None:
         "fallback_max_concurrent",
         "force_open",
         "force_closed",
+        "supervision",
     }
 
 
