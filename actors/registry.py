@@ -27,6 +27,7 @@ from supervision import (
     Health,
     monotonic,
 )
+from supervision.reprs import show
 
 from .command import Command, FunctionCall, FunctionCommand
 from .log import logger
@@ -88,7 +89,7 @@ class _DefaultBound(Generic[P, R]):
 
 def _check_key(key: object) -> str:
     if not isinstance(key, str):
-        msg = f"a command key must be a str, got {type(key).__name__} {key!r:.80}"
+        msg = f"a command key must be a str, got {type(key).__name__} {show(key)}"
         raise TypeError(msg)
     if not key.strip():
         msg = f"a command key must be a non-empty str, got {key!r}"
@@ -103,11 +104,18 @@ def _check_timeout(timeout: object) -> None:
     if (
         isinstance(timeout, bool)
         or not isinstance(timeout, int | float)
-        or math.isnan(timeout)
+        or not math.isfinite(_as_float(timeout))
         or timeout <= 0
     ):
-        msg = f"timeout must be a number of seconds > 0 or None, got {timeout!r}"
+        msg = f"timeout must be a finite number of seconds > 0 or None, got {show(timeout)}"
         raise ValueError(msg)
+
+
+def _as_float(value: float) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an int too large for a float
+        return math.inf
 
 
 def _unwrap(reply: Reply) -> Any:
@@ -181,7 +189,7 @@ class CommandRegistry:
             if isinstance(command_class, type):
                 got = f"the class {command_class.__module__}.{command_class.__qualname__}"
             else:
-                got = f"{type(command_class).__name__} {command_class!r:.80}"
+                got = f"{type(command_class).__name__} {show(command_class)}"
             msg = f"register() takes a Command subclass, got {got}"
             raise TypeError(msg)
         key = getattr(command_class, "key", None)
@@ -193,7 +201,7 @@ class CommandRegistry:
         if not isinstance(command_class.config, CommandConfig):
             msg = (
                 f"{command_class.__qualname__}.config must be a CommandConfig,"
-                f" got {command_class.config!r:.80}"
+                f" got {show(command_class.config)}"
             )
             raise TypeError(msg)
         self._ensure_open()
@@ -205,7 +213,7 @@ class CommandRegistry:
         """Set a key's configuration (like ``hystrix.ConfigureCommand``), live or not."""
         _check_key(key)
         if not isinstance(config, CommandConfig):
-            msg = f"configure() takes a CommandConfig, got {config!r:.80}"
+            msg = f"configure() takes a CommandConfig, got {show(config)}"
             raise TypeError(msg)
         self._ensure_open()
         self._actor.ask(Configure(key, config))
@@ -213,8 +221,9 @@ class CommandRegistry:
     @_DefaultBound
     def subscribe(self, listener: TransitionListener) -> None:
         """Call ``listener(key, transition)`` on every circuit transition of this registry."""
+        self._ensure_open()
         if not callable(listener):
-            msg = f"subscribe() takes a callable, got {listener!r:.80}"
+            msg = f"subscribe() takes a callable, got {show(listener)}"
             raise TypeError(msg)
         self._listeners.append(listener)
 
@@ -227,9 +236,8 @@ class CommandRegistry:
             raise CommandError(
                 str(closed), key=key if isinstance(key, str) else None, reason=closed.reason
             )
-        try:
-            port = self._routes[key]
-        except (KeyError, TypeError):
+        port = self._routes.get(key) if type(key) is str else None
+        if port is None:
             return self._route(key, function_style)
         if port.closed is not None or (
             function_style and not issubclass(port.command_class, FunctionCommand)
@@ -282,10 +290,11 @@ class CommandRegistry:
         block: bool,
     ) -> Ticket | Reply:
         if not callable(run):
-            msg = f"run must be a callable taking no argument, got {run!r:.80}"
+            msg = f"run must be a callable taking no argument, got {show(run)}"
             raise TypeError(msg)
         if fallback is not None and not callable(fallback):
-            msg = f"fallback must be None or a callable taking the error, got {fallback!r:.80}"
+            got = show(fallback)
+            msg = f"fallback must be None or a callable taking the error, got {got}"
             raise TypeError(msg)
         port = self._port(key, function_style=True)
         return port.submit(FunctionCall(run, fallback), None, block)

@@ -17,7 +17,15 @@ import pykka
 if TYPE_CHECKING:
     from .registry import CommandRegistry
 
-__all__ = ["Crash", "InjectedCrash", "crash", "kill_supervisor", "kill_worker", "workers_of"]
+__all__ = [
+    "Crash",
+    "InjectedCrash",
+    "crash",
+    "kill_supervisor",
+    "kill_worker",
+    "supervisor_of",
+    "workers_of",
+]
 
 How = Literal["crash", "stop"]
 
@@ -52,6 +60,12 @@ def workers_of(registry: CommandRegistry, key: str) -> list[pykka.ActorRef[Any]]
     """The key's live worker actors (empty if the key was never used)."""
     port = registry._live_port(key)
     return [] if port is None else port.live_workers()
+
+
+def supervisor_of(registry: CommandRegistry, key: str) -> pykka.ActorRef[Any] | None:
+    """The key's current supervisor (None if the key was never used)."""
+    port = registry._live_port(key)
+    return None if port is None else port.supervisor
 
 
 def kill_worker(registry: CommandRegistry, key: str, how: How = "crash") -> bool:

@@ -2,8 +2,8 @@
 answered per second, and whether anything piles up while they are.
 
 Each load is a number of caller threads asking in a closed loop (each asks again as soon as it
-is answered) for a fixed time. The threads are started once and reused for every run, and each
-times its asks with ``time.perf_counter_ns`` into a buffer allocated before the first
+is answered) for a fixed time. The threads are started once and reused for every run, and they
+time their asks with ``time.perf_counter_ns`` into one buffer allocated before the first
 measurement, so neither thread stacks nor the samples themselves show in the memory trace.
 Within a phase every load runs once, the order rotating from phase to phase so drift on a shared
 machine hits every load alike; a load's p50, p99 and p99.9 are taken per run and the reported
@@ -24,7 +24,7 @@ import statistics
 import threading
 import time
 from array import array
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +33,8 @@ from .latency import percentile
 __all__ = ["Load", "Overload", "Pressure", "measure_overload", "rss_kib", "written_bytes"]
 
 #: More asks per second than any load reaches here (one caller alone: about 60,000/s): the
-#: sample buffers are sized from it. Should a thread outrun it, its buffer wraps and keeps
-#: its latest asks (``Pressure.timed`` then falls short of ``Pressure.asks``).
+#: sample buffer is sized from it. Should a run outrun it, the buffer wraps and keeps the
+#: latest asks (``Pressure.timed`` then falls short of ``Pressure.asks``).
 _MOST_ASKS_PER_SECOND = 200_000
 
 
@@ -149,7 +149,10 @@ class _Callers:
     """``count`` threads that ask in a closed loop whenever ``run`` tells them to."""
 
     def __init__(self, count: int, capacity: int) -> None:
-        self._buffers = [array("q", bytes(8 * capacity)) for _ in range(count)]
+        #: Shared by the threads: each ask takes the next index (``next`` on an
+        #: ``itertools.count`` is atomic under the GIL), however unevenly the GIL is shared.
+        self._buffer = array("q", bytes(8 * capacity))
+        self._index: Iterator[int] = itertools.count()
         self._asked = [0] * count
         self._tallies: list[dict[str, int]] = [{} for _ in range(count)]
         self._start = threading.Barrier(count + 1)
@@ -165,7 +168,7 @@ class _Callers:
             thread.start()
 
     def _loop(self, slot: int) -> None:
-        buffer = self._buffers[slot]
+        buffer = self._buffer
         capacity = len(buffer)
         clock = time.perf_counter_ns
         try:
@@ -175,6 +178,7 @@ class _Callers:
                 if job is None:
                     return
                 load, end = job
+                index = self._index
                 call = load.call
                 outcome = load.outcome
                 tally: dict[str, int] = {}
@@ -186,7 +190,7 @@ class _Callers:
                     except Exception as exc:
                         reply = exc
                     t1 = clock()
-                    buffer[asked % capacity] = t1 - t0
+                    buffer[next(index) % capacity] = t1 - t0
                     asked += 1
                     label = (
                         f"raised {type(reply).__name__}"
@@ -207,6 +211,7 @@ class _Callers:
         started = clock()
         end = started + int(seconds * 1e9)
         self._job = (load, end)
+        self._index = itertools.count()
         self._start.wait(timeout=30.0)
         while (now := clock()) < end:
             time.sleep(min(interval, (end - now) / 1e9))
@@ -223,13 +228,10 @@ class _Callers:
         for tally in self._tallies:
             for label, count in tally.items():
                 outcomes[label] = outcomes.get(label, 0) + count
-        kept = (
-            buffer[: min(asked, len(buffer))]
-            for buffer, asked in zip(self._buffers, self._asked, strict=True)
-        )
-        spans = sorted(itertools.chain.from_iterable(kept))
+        asks = sum(self._asked)
+        spans = sorted(self._buffer[: min(asks, len(self._buffer))])
         return _Run(
-            asks=sum(self._asked),
+            asks=asks,
             seconds=elapsed,
             timed=len(spans),
             p50_ns=percentile(spans, 0.50) if spans else 0,
@@ -289,7 +291,7 @@ def measure_overload(
     pools: dict[int, _Callers] = {}
     for callers in sorted({load.callers for load in loads}):
         longest = max(max(lo.seconds, warmup_seconds) for lo in loads if lo.callers == callers)
-        capacity = math.ceil(longest * _MOST_ASKS_PER_SECOND / callers)
+        capacity = math.ceil(longest * _MOST_ASKS_PER_SECOND)
         pools[callers] = _Callers(callers, capacity)
     try:
         for load in loads:

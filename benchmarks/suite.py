@@ -75,13 +75,12 @@ class Plan:
     slice_seconds: float
     warmup_seconds: float
     callers: int = 10
-    #: Overload: phases, and the seconds of each run per phase: the 200 callers against the
-    #: logged key, against the key with warnings filtered out, and one caller alone (each key).
+    #: Overload: phases, and the seconds of each run per phase, for each key (logged, and with
+    #: warnings filtered out): the 200 callers, then one caller alone.
     overload_phases: int = 3
-    overload_seconds: float = 1.2
-    overload_quiet_seconds: float = 0.6
-    overload_solo_seconds: float = 0.3
-    overload_warmup_seconds: float = 0.3
+    overload_seconds: float = 1.0
+    overload_solo_seconds: float = 0.25
+    overload_warmup_seconds: float = 0.25
 
     @classmethod
     def full(cls) -> Plan:
@@ -108,9 +107,8 @@ class Plan:
             slice_seconds=0.5,
             warmup_seconds=0.1,
             overload_phases=2,
-            overload_seconds=0.4,
-            overload_quiet_seconds=0.2,
-            overload_solo_seconds=0.15,
+            overload_seconds=0.3,
+            overload_solo_seconds=0.1,
             overload_warmup_seconds=0.1,
         )
 
@@ -270,7 +268,7 @@ def _measure_overload(plan: Plan) -> Overload:
             [
                 load(OVERLOAD_CROWD, logged, OVERLOAD_CALLERS, plan.overload_seconds),
                 load(OVERLOAD_SOLO, logged, 1, plan.overload_solo_seconds),
-                load(OVERLOAD_CROWD_QUIET, quiet, OVERLOAD_CALLERS, plan.overload_quiet_seconds),
+                load(OVERLOAD_CROWD_QUIET, quiet, OVERLOAD_CALLERS, plan.overload_seconds),
                 load(OVERLOAD_SOLO_QUIET, quiet, 1, plan.overload_solo_seconds),
             ],
             phases=plan.overload_phases,
@@ -325,10 +323,10 @@ def run(plan: Plan) -> str:
         ),
         overload_plan=(
             f"{OVERLOAD_CALLERS} caller threads and 1, against a full bulkhead of"
-            f" {OverloadedCommand.config.max_concurrent_requests}; {plan.overload_phases} phases"
-            f" of {plan.overload_seconds:g} s ({OVERLOAD_CALLERS} callers, logged),"
-            f" {plan.overload_quiet_seconds:g} s ({OVERLOAD_CALLERS} callers, warnings filtered)"
-            f" and {plan.overload_solo_seconds:g} s (1 caller, each key), after"
+            f" {OverloadedCommand.config.max_concurrent_requests}, two keys (logged, warnings"
+            f" filtered out); {plan.overload_phases} phases, each with a run of"
+            f" {plan.overload_seconds:g} s ({OVERLOAD_CALLERS} callers) and"
+            f" {plan.overload_solo_seconds:g} s (1 caller) per key, after"
             f" {plan.overload_warmup_seconds:g} s warm-up each"
         ),
         switch_interval_ms=sys.getswitchinterval() * 1000,

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from .policy import SupervisionPolicy
+from .reprs import show
 
 __all__ = ["CommandConfig"]
 
@@ -19,7 +20,7 @@ def _check_seconds(name: str, value: object, *, allow_zero: bool = False) -> Non
         or not math.isfinite(_as_float(value))
         or not (value >= 0 if allow_zero else value > 0)
     ):
-        msg = f"{name} must be a finite number of seconds {bound}, got {value!r:.80}"
+        msg = f"{name} must be a finite number of seconds {bound}, got {show(value)}"
         raise ValueError(msg)
 
 
@@ -38,7 +39,7 @@ def _check_int(name: str, value: object, low: int, high: int | None = None) -> N
         or value < low
         or (high is not None and value > high)
     ):
-        msg = f"{name} must be an integer {allowed}, got {value!r:.80}"
+        msg = f"{name} must be an integer {allowed}, got {show(value)}"
         raise ValueError(msg)
 
 
@@ -84,7 +85,7 @@ class CommandConfig:
         _check_seconds("sleep_window", self.sleep_window, allow_zero=True)
         ept = self.error_percent_threshold
         if isinstance(ept, bool) or not isinstance(ept, int | float) or not 0 <= ept <= 100:
-            msg = f"error_percent_threshold must be a number between 0 and 100, got {ept!r}"
+            msg = f"error_percent_threshold must be a number between 0 and 100, got {show(ept)}"
             raise ValueError(msg)
         _check_int("queue_size", self.queue_size, 0, 100_000)
         _check_seconds("rolling_window", self.rolling_window)
@@ -94,10 +95,10 @@ class CommandConfig:
         for name in ("force_open", "force_closed"):
             value = getattr(self, name)
             if not isinstance(value, bool):
-                msg = f"{name} must be True or False, got {value!r:.80}"
+                msg = f"{name} must be True or False, got {show(value)}"
                 raise ValueError(msg)
         if not isinstance(self.supervision, SupervisionPolicy):
-            msg = f"supervision must be a SupervisionPolicy, got {self.supervision!r:.80}"
+            msg = f"supervision must be a SupervisionPolicy, got {show(self.supervision)}"
             raise ValueError(msg)
 
     def replace(self, **changes: Any) -> CommandConfig:

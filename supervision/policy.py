@@ -16,6 +16,8 @@ import enum
 import math
 from typing import Any
 
+from .reprs import show
+
 __all__ = ["RestartStrategy", "SupervisionPolicy"]
 
 
@@ -36,7 +38,7 @@ def _check_number(name: str, value: object, *, low: float, allow_low: bool) -> N
         or not math.isfinite(_as_float(value))
         or not (value >= low if allow_low else value > low)
     ):
-        msg = f"{name} must be a finite number {bound}, got {value!r:.80}"
+        msg = f"{name} must be a finite number {bound}, got {show(value)}"
         raise ValueError(msg)
 
 
@@ -49,7 +51,7 @@ def _as_float(value: float) -> float:
 
 def _check_count(name: str, value: object, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        msg = f"{name} must be an integer between {low} and {high}, got {value!r:.80}"
+        msg = f"{name} must be an integer between {low} and {high}, got {show(value)}"
         raise ValueError(msg)
 
 
@@ -81,9 +83,9 @@ class SupervisionPolicy:
         if not isinstance(self.strategy, RestartStrategy):
             try:
                 object.__setattr__(self, "strategy", RestartStrategy(self.strategy))
-            except ValueError:
+            except Exception:  # not a strategy (even one whose __repr__ or __eq__ raises)
                 allowed = ", ".join(repr(s.value) for s in RestartStrategy)
-                msg = f"strategy must be one of {allowed}, got {self.strategy!r}"
+                msg = f"strategy must be one of {allowed}, got {show(self.strategy)}"
                 raise ValueError(msg) from None
         _check_count("max_restarts", self.max_restarts, 0, 1_000_000)
         _check_number("restart_period", self.restart_period, low=0, allow_low=False)
@@ -95,8 +97,8 @@ class SupervisionPolicy:
         _check_number("max_backoff", self.max_backoff, low=0, allow_low=True)
         if self.max_backoff < self.min_backoff:
             msg = (
-                f"max_backoff must be >= min_backoff ({self.min_backoff!r}),"
-                f" got {self.max_backoff!r}"
+                f"max_backoff must be >= min_backoff ({show(self.min_backoff)}),"
+                f" got {show(self.max_backoff)}"
             )
             raise ValueError(msg)
         _check_number("random_factor", self.random_factor, low=0, allow_low=True)

@@ -10,6 +10,7 @@ from typing import Any
 from probe import WAIT
 
 from actors import Command, CommandConfig, CommandRegistry, Reply
+from supervision import SupervisionPolicy
 
 CALLERS = 12
 SECONDS = 2.0
@@ -24,6 +25,8 @@ class Mixed(Command):
         max_concurrent_requests=4,
         queue_size=2,
         force_closed=True,  # keep every call flowing to the workers being resized
+        # every SystemExit replaces a worker: allow them all (escalation is tested elsewhere)
+        supervision=SupervisionPolicy(max_restarts=1_000_000),
     )
 
     def run(self, payload: int) -> Any:
@@ -90,4 +93,5 @@ def test_every_ask_is_answered_once_while_the_key_is_resized(registry: CommandRe
     assert len(answers) > CALLERS * 10
     kinds = {reply.events[0] for reply in answers.values()}
     assert {"SUCCESS", "FAILURE", "TIMEOUT", "THREAD_POOL_REJECTED"} <= kinds
-    assert all(reply.ok for reply in answers.values())  # every answer had the fallback's value
+    bad = [reply for reply in answers.values() if not reply.ok]
+    assert bad == []  # every answer had the fallback's value

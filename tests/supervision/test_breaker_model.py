@@ -109,7 +109,9 @@ class Model:
             else:
                 self.probes_admitted -= 1  # a bad request says nothing: the slot goes back
             return []
-        if self.state == "closed" and event in MODEL_COUNTED:
+        # Any outcome, a neutral one too, evaluates the window: old buckets may have expired
+        # since the last one, leaving it trippable.
+        if self.state == "closed":
             total, errors = self.requests(now), self.errors(now)
             if (
                 total > 0

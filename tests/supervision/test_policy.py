@@ -164,7 +164,7 @@ def test_an_invalid_value_raises_a_value_error_naming_the_field_the_range_and_th
     message = str(raised.value)
     assert field in message
     assert allowed in message
-    assert repr(value) in message
+    assert repr(value)[:80] in message  # a long value may be cut short
 
 
 @pytest.mark.parametrize(
@@ -173,6 +173,19 @@ def test_an_invalid_value_raises_a_value_error_naming_the_field_the_range_and_th
 def test_replace_validates_like_the_constructor(field: str, allowed: str, value: Any) -> None:
     with pytest.raises(ValueError, match=field):
         SupervisionPolicy().replace(**{field: value})
+
+
+class ReprBoom:
+    """A value whose repr raises: the error about it must still be a ValueError."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr boom")
+
+
+@pytest.mark.parametrize("field", [*sorted(BAD_VALUES), "strategy"])
+def test_a_value_whose_repr_raises_is_still_refused_naming_the_field(field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        SupervisionPolicy(**{field: ReprBoom()})
 
 
 VALID_EDGES: list[tuple[str, Any]] = [

@@ -125,7 +125,7 @@ def test_a_huge_attempt_gives_the_max_backoff_without_overflowing(attempt: int) 
     assert backoff_delay(attempt, 0.1, 10.0, 0.2, 0.5) == pytest.approx(11.0)
 
 
-@pytest.mark.parametrize("attempt", [0, 1, 63, 64, 1_000, 10**6])
+@pytest.mark.parametrize("attempt", [0, 1, 63, 64, 1_000, 10**6, 10**30])
 def test_a_zero_min_backoff_stays_zero_however_many_attempts(attempt: int) -> None:
     assert backoff_delay(attempt, 0.0, 10.0, 0.2, 0.5) == 0.0
 
