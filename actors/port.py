@@ -87,7 +87,10 @@ class CommandPort:
         self.workers: dict[pykka.ActorRef[Any], WorkerActor] = {}
         #: Calls answered by ``sweep`` (for the shutdown report).
         self.swept = 0
-        self.fallback_slots = threading.BoundedSemaphore(config.fallback_max_concurrent)
+        #: The fallback bulkhead: one token per fallback allowed to run at once. ``list.pop`` and
+        #: ``list.append`` are single atomic operations, so taking and giving back a token
+        #: needs no lock (a semaphore's own lock queued 200 callers behind each other).
+        self.fallback_slots: list[None] = [None] * config.fallback_max_concurrent
         self.timer = watchdog
         self._listeners = listeners
         self._fallback_command: Command | None = None
@@ -292,7 +295,9 @@ class CommandPort:
             events = (*head, EventType.FALLBACK_MISSING)
             return Reply(key, None, error, events, self.clock() - started)
         slots = self.fallback_slots
-        if not slots.acquire(blocking=False):
+        try:
+            slots.pop()
+        except IndexError:
             failed = FallbackFailedError(
                 f"command {key!r}: fallback rejected ({self.config.fallback_max_concurrent}"
                 f" running). run error was '{error}'",
@@ -307,7 +312,7 @@ class CommandPort:
         except BaseException as exc:
             return self._fallback_failed(payload, head, error, exc, started)
         finally:
-            slots.release()
+            slots.append(None)
         events = (*head, EventType.FALLBACK_SUCCESS)
         return Reply(key, value, error, events, self.clock() - started)
 
@@ -343,5 +348,5 @@ class CommandPort:
     def reconfigure(self, config: CommandConfig) -> None:
         self.gate.reconfigure(config)
         if config.fallback_max_concurrent != self.config.fallback_max_concurrent:
-            self.fallback_slots = threading.BoundedSemaphore(config.fallback_max_concurrent)
+            self.fallback_slots = [None] * config.fallback_max_concurrent
         self.config = config

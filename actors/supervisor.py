@@ -127,13 +127,14 @@ class CommandActor(pykka.ThreadingActor):
         gate = self._port.gate
         gate.leave(message.worker)  # idempotent: the worker left on its way out
         decision = self._restarts.died()
-        self._log.warning(
-            "worker.restarting" if decision.directive is not Directive.ESCALATE else "worker.died",
-            directive=decision.directive.value,
-            restarts=decision.restarts,
-            max_restarts=decision.max_restarts,
-            error=repr(message.error),
-        )
+        if decision.directive is not Directive.ESCALATE:
+            self._log.warning(
+                "worker.restarting",
+                directive=decision.directive.value,
+                restarts=decision.restarts,
+                max_restarts=decision.max_restarts,
+                error=repr(message.error),
+            )
         if decision.directive is Directive.RESTART:
             self._refill(replace=1)
         elif decision.directive is Directive.RESTART_ALL:
@@ -146,7 +147,9 @@ class CommandActor(pykka.ThreadingActor):
             self._log.error(
                 "supervisor.escalated",
                 restarts=decision.restarts,
+                max_restarts=decision.max_restarts,
                 period=decision.period,
+                error=repr(message.error),
             )
             self.stop()
 
@@ -191,7 +194,7 @@ class CommandActor(pykka.ThreadingActor):
                 worker.tell(Retire())
         self._workers.clear()
         if planned:
-            self._log.debug("supervisor.stopped")
+            self._log.debug("supervisor.closed")
             return
         if self._error is not None:
             self._log.error("supervisor.died", error=repr(self._error))
