@@ -10,12 +10,14 @@ machine hits every load alike; a load's p50, p99 and p99.9 are taken per run and
 figure is the median over phases (its max is the max over phases). After each phase the garbage
 is collected and the resident set size read, so what the asks leave behind shows as growth
 between the first and the last phase. The garbage collector stays on during the runs, as it
-would in a server under overload.
+would in a server under overload. Large blocks are mmapped (see ``mmap_large_blocks``) so the
+harness's own per-run sorting buffers do not show as growth.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import itertools
 import math
@@ -30,12 +32,24 @@ from typing import Any
 
 from .latency import percentile
 
-__all__ = ["Load", "Overload", "Pressure", "measure_overload", "rss_kib", "written_bytes"]
+__all__ = [
+    "Load",
+    "Overload",
+    "Pressure",
+    "measure_overload",
+    "mmap_large_blocks",
+    "rss_kib",
+    "written_bytes",
+]
 
-#: More asks per second than any load reaches here (one caller alone: about 60,000/s): the
-#: sample buffer is sized from it. Should a run outrun it, the buffer wraps and keeps the
-#: latest asks (``Pressure.timed`` then falls short of ``Pressure.asks``).
-_MOST_ASKS_PER_SECOND = 200_000
+#: More asks per second than any load reaches here (the null call, one caller alone: about
+#: 1,000,000/s): the sample buffer is sized from it (16 MB for a 1 s run). Should a run outrun
+#: it, the buffer wraps and keeps the latest asks (``Pressure.timed`` then falls short of
+#: ``Pressure.asks``).
+_MOST_ASKS_PER_SECOND = 2_000_000
+#: glibc's ``mallopt`` parameter, and the size from which it mmaps a block (its default).
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD_BYTES = 128 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +57,8 @@ class Load:
     """``callers`` threads calling ``call(payload)`` for ``seconds`` per run.
 
     ``outcome(reply)`` names what each answer was (tallied, outside the timed span; a call that
-    raises is tallied as "raised <type>"); ``gauge()`` is read every ``interval`` during each run
-    and once after it (the key's calls in flight).
+    raises is tallied as "raised <type>"); ``gauge()``, if given, is read every ``interval``
+    during each run and once after it (the key's calls in flight).
     """
 
     name: str
@@ -52,7 +66,7 @@ class Load:
     seconds: float
     call: Callable[[int], Any]
     outcome: Callable[[Any], str]
-    gauge: Callable[[], int]
+    gauge: Callable[[], int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +86,9 @@ class Pressure:
     outcomes: Mapping[str, int]
     #: Asks whose latency is in the percentiles (all of them unless a buffer wrapped).
     timed: int
-    gauge_min: int
-    gauge_max: int
+    #: The gauge's lowest and highest readings (None without a gauge), and how many.
+    gauge_min: int | None
+    gauge_max: int | None
     gauge_readings: int
     #: Bytes the process wrote during the runs (``/proc/self/io`` wchar), None if unknown.
     written: int | None
@@ -94,6 +109,8 @@ class Overload:
     #: Resident set size in KiB after the warm-up, then after each phase.
     rss_kib: tuple[int, ...]
     rss_source: str
+    #: Whether ``mmap_large_blocks`` took effect (glibc only).
+    large_blocks_mmapped: bool
     phases: int
     seconds: float
 
@@ -114,6 +131,26 @@ def rss_kib() -> tuple[int, str]:
         pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak), "peak RSS (getrusage ru_maxrss): a ceiling, not the current size"
+
+
+def mmap_large_blocks() -> bool:
+    """Have glibc mmap every block of 128 KiB or more, and unmap it when freed, from now on.
+
+    By default glibc raises that threshold to the size of the largest mmapped block freed, so
+    after the first run each run's samples, copied and sorted (megabytes, freed at once), are
+    carved from the heap instead, where a few small objects allocated meanwhile keep its pages
+    resident: several MiB of growth from the harness alone, varying from run to run. Pinning
+    the threshold at its default keeps that out of the trace; Python's object arenas (mmapped
+    by CPython itself) and the small blocks the code under test allocates are unaffected.
+    False where there is no ``mallopt`` (not glibc).
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError, TypeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES))
 
 
 def written_bytes() -> int | None:
@@ -206,7 +243,8 @@ class _Callers:
 
     def run(self, load: Load, seconds: float, interval: float) -> _Run:
         clock = time.perf_counter_ns
-        gauge = [load.gauge()]
+        read = load.gauge
+        gauge = [] if read is None else [read()]
         written = written_bytes()
         started = clock()
         end = started + int(seconds * 1e9)
@@ -215,14 +253,16 @@ class _Callers:
         self._start.wait(timeout=30.0)
         while (now := clock()) < end:
             time.sleep(min(interval, (end - now) / 1e9))
-            gauge.append(load.gauge())
+            if read is not None:
+                gauge.append(read())
         try:
             self._done.wait(timeout=seconds + 60.0)
         except threading.BrokenBarrierError:
             msg = f"{load.name}: the callers did not finish within a minute of their end"
             raise RuntimeError(msg) from None
         elapsed = (clock() - started) / 1e9
-        gauge.append(load.gauge())
+        if read is not None:
+            gauge.append(read())
         after = written_bytes()
         outcomes: dict[str, int] = {}
         for tally in self._tallies:
@@ -262,6 +302,7 @@ def _pressure(load: Load, runs: Sequence[_Run]) -> Pressure:
         for label, count in r.outcomes.items():
             outcomes[label] = outcomes.get(label, 0) + count
     written = [r.written for r in runs]
+    readings = [reading for r in runs for reading in r.gauge]
     return Pressure(
         name=load.name,
         callers=load.callers,
@@ -273,9 +314,9 @@ def _pressure(load: Load, runs: Sequence[_Run]) -> Pressure:
         max_us=max((r.max_ns for r in runs), default=0) / 1000,
         outcomes=outcomes,
         timed=sum(r.timed for r in runs),
-        gauge_min=min(min(r.gauge) for r in runs),
-        gauge_max=max(max(r.gauge) for r in runs),
-        gauge_readings=sum(len(r.gauge) for r in runs),
+        gauge_min=min(readings, default=None),
+        gauge_max=max(readings, default=None),
+        gauge_readings=len(readings),
         written=None if None in written else sum(w for w in written if w is not None),
     )
 
@@ -288,6 +329,7 @@ def measure_overload(
         msg = f"phases must be at least 2 (growth is measured between phases), got {phases}"
         raise ValueError(msg)
     started = time.perf_counter()
+    mmapped = mmap_large_blocks()
     pools: dict[int, _Callers] = {}
     for callers in sorted({load.callers for load in loads}):
         longest = max(max(lo.seconds, warmup_seconds) for lo in loads if lo.callers == callers)
@@ -313,6 +355,7 @@ def measure_overload(
         pressures={load.name: _pressure(load, runs[load.name]) for load in loads},
         rss_kib=tuple(trace),
         rss_source=source,
+        large_blocks_mmapped=mmapped,
         phases=phases,
         seconds=time.perf_counter() - started,
     )

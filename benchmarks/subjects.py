@@ -1,6 +1,6 @@
 """What the benchmarks call: a bare pykka echo actor, our commands, and the hand-rolled
-equivalent a Python user writes today (``ThreadPoolExecutor`` + ``pybreaker`` +
-``future.result(timeout)`` + try/except fallback).
+equivalents a Python user writes today (``ThreadPoolExecutor`` + ``pybreaker`` +
+``future.result(timeout)`` + try/except fallback; a ``threading.BoundedSemaphore`` bulkhead).
 """
 
 from __future__ import annotations
@@ -9,28 +9,34 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import pybreaker
 import pykka
 
-from actors import Command, CommandConfig
+from actors import Command, CommandConfig, MaxConcurrencyError
 
 __all__ = [
     "DEPENDENCY_SECONDS",
     "DEPENDENCY_SPANS",
     "FALLBACK",
+    "BulkheadResult",
     "EchoActor",
     "EchoCommand",
     "ForcedOpenCommand",
     "HandRolled",
+    "HandRolledBulkhead",
     "Hold",
     "OVERLOAD_TIMEOUT",
     "OverloadedCommand",
     "ParkedCommand",
     "QuietOverloadedCommand",
     "SlowDependencyCommand",
+    "WideFallbackOverloadedCommand",
     "call_dependency",
+    "constant_fallback",
+    "null_call",
 ]
 
 #: What the slow dependency takes per call in the throughput benchmark.
@@ -152,6 +158,82 @@ class QuietOverloadedCommand(OverloadedCommand):
     """The same under another key, whose port the suite builds with warnings filtered out."""
 
     key = "bench.overload.quiet"
+
+
+class WideFallbackOverloadedCommand(OverloadedCommand):
+    """The same with a fallback bulkhead as wide as the overload benchmark's crowd of callers.
+
+    Each caller thread runs at most one fallback at a time, so with ``fallback_max_concurrent``
+    at least the number of callers no fallback can be refused (FALLBACK_REJECTION).
+    """
+
+    key = "bench.overload.wide_fallback"
+    #: As many fallback slots as the benchmark has callers (``OVERLOAD_CALLERS``).
+    config = OverloadedCommand.config.replace(fallback_max_concurrent=200)
+
+
+@dataclass(frozen=True, slots=True)
+class BulkheadResult:
+    """What the hand-rolled bulkhead answers: the fields of our ``Reply``, ``rejected`` for
+    its events."""
+
+    key: str
+    value: Any
+    error: BaseException | None
+    rejected: bool
+    latency: float
+
+
+class HandRolledBulkhead:
+    """The bulkhead a Python user writes without this library, for the overload benchmark.
+
+    A ``threading.BoundedSemaphore`` of ``slots`` permits; a call that gets none is answered
+    at once with ``fallback(payload, MaxConcurrencyError(...))`` in a small result object. No
+    circuit, no metrics, no logging. ``fill()`` takes every permit, as held calls would.
+    (The error is the library's class for brevity: a user's own would cost the same.)
+    """
+
+    def __init__(
+        self,
+        run: Callable[[Any], Any],
+        fallback: Callable[[Any, BaseException], Any],
+        *,
+        key: str = "bench.hand_rolled_bulkhead",
+        slots: int = 10,
+    ) -> None:
+        self.key = key
+        self.slots = slots
+        self._run = run
+        self._fallback = fallback
+        self._permits = threading.BoundedSemaphore(slots)
+
+    def fill(self) -> None:
+        for _ in range(self.slots):
+            if not self._permits.acquire(blocking=False):
+                msg = f"{self.key}: fewer than {self.slots} permits were free"
+                raise RuntimeError(msg)
+
+    def __call__(self, payload: Any) -> BulkheadResult:
+        started = time.monotonic()
+        if not self._permits.acquire(blocking=False):
+            error = MaxConcurrencyError(f"command {self.key!r}: max concurrency", key=self.key)
+            value = self._fallback(payload, error)
+            return BulkheadResult(self.key, value, error, True, time.monotonic() - started)
+        try:
+            value = self._run(payload)
+        finally:
+            self._permits.release()
+        return BulkheadResult(self.key, value, None, False, time.monotonic() - started)
+
+
+def constant_fallback(payload: Any, error: BaseException) -> Any:
+    """The hand-rolled bulkhead's fallback: the same constant as our commands'."""
+    return FALLBACK
+
+
+def null_call(payload: Any) -> Any:
+    """The overload benchmark's floor: a Python function that returns a constant."""
+    return FALLBACK
 
 
 #: How long each call of the dependency really took, in ns (``time.sleep`` overshoots,

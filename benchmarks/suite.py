@@ -23,6 +23,20 @@ from actors import CommandRegistry, EventType, Reply
 
 from .latency import Case, Latency, measure_latencies, percentile, timer_overhead_ns
 from .overload import Load, Overload, measure_overload
+from .overload_report import (
+    CONSTANT_RETURNED,
+    FALLBACK_REJECTED,
+    OVERLOAD_CALLERS,
+    OVERLOAD_CROWD,
+    OVERLOAD_CROWD_HAND,
+    OVERLOAD_CROWD_NULL,
+    OVERLOAD_CROWD_QUIET,
+    OVERLOAD_CROWD_WIDE,
+    OVERLOAD_SOLO,
+    OVERLOAD_SOLO_HAND,
+    OVERLOAD_SOLO_QUIET,
+    REJECTED_SERVED,
+)
 from .pybreaker_probe import describe_pybreaker
 from .report import (
     BARE_ASK,
@@ -32,30 +46,28 @@ from .report import (
     OURS_SHORT_CIRCUIT,
     OURS_SUCCESS,
     OURS_THROUGHPUT,
-    OVERLOAD_CALLERS,
-    OVERLOAD_CROWD,
-    OVERLOAD_CROWD_QUIET,
-    OVERLOAD_SOLO,
-    OVERLOAD_SOLO_QUIET,
     POOL_ALONE,
-    REJECTED_SERVED,
-    REJECTED_UNSERVED,
     RunInfo,
     render,
 )
 from .subjects import (
     DEPENDENCY_SPANS,
     FALLBACK,
+    BulkheadResult,
     EchoActor,
     EchoCommand,
     ForcedOpenCommand,
     HandRolled,
+    HandRolledBulkhead,
     Hold,
     OverloadedCommand,
     ParkedCommand,
     QuietOverloadedCommand,
     SlowDependencyCommand,
+    WideFallbackOverloadedCommand,
     call_dependency,
+    constant_fallback,
+    null_call,
 )
 from .throughput import Throughput, Variant, measure_throughput
 
@@ -75,8 +87,8 @@ class Plan:
     slice_seconds: float
     warmup_seconds: float
     callers: int = 10
-    #: Overload: phases, and the seconds of each run per phase, for each key (logged, and with
-    #: warnings filtered out): the 200 callers, then one caller alone.
+    #: Overload: phases, and the seconds of each run per phase, for each load: 200 callers
+    #: (each of our three keys, the hand-rolled bulkhead, the null call), one caller alone.
     overload_phases: int = 3
     overload_seconds: float = 1.0
     overload_solo_seconds: float = 0.25
@@ -218,11 +230,26 @@ def _measure(plan: Plan) -> tuple[dict[str, Latency], dict[str, Throughput], lis
 
 
 def _rejection(reply: Reply) -> str:
-    """What an overload answer was: every one should be a bulkhead rejection that fell back."""
-    if EventType.THREAD_POOL_REJECTED in reply.events:
-        served = reply.fell_back and reply.value == FALLBACK
-        return REJECTED_SERVED if served else REJECTED_UNSERVED
-    return "not rejected: " + " + ".join(reply.events)
+    """What our overload answer was: a bulkhead rejection that fell back, or whose fallback
+    was refused for want of a fallback slot; anything else is listed by its events."""
+    events = reply.events
+    if events == (EventType.THREAD_POOL_REJECTED, EventType.FALLBACK_SUCCESS):
+        if reply.value == FALLBACK:
+            return REJECTED_SERVED
+    elif events == (EventType.THREAD_POOL_REJECTED, EventType.FALLBACK_REJECTION):
+        return FALLBACK_REJECTED
+    return "unexpected: " + " + ".join(events)
+
+
+def _hand_rolled_rejection(result: BulkheadResult) -> str:
+    """What the hand-rolled bulkhead answered (the same labels as ours)."""
+    if result.rejected and result.value == FALLBACK:
+        return REJECTED_SERVED
+    return f"unexpected: rejected={result.rejected}, value={result.value!r}"
+
+
+def _constant(value: object) -> str:
+    return CONSTANT_RETURNED if value == FALLBACK else f"unexpected: {value!r}"
 
 
 def _wait_in_flight(registry: CommandRegistry, key: str, count: int, timeout: float) -> None:
@@ -235,25 +262,32 @@ def _wait_in_flight(registry: CommandRegistry, key: str, count: int, timeout: fl
 
 
 def _measure_overload(plan: Plan) -> Overload:
-    """Fill both keys' bulkheads with held calls, then ask them from many threads and one."""
+    """Fill three keys' bulkheads with held calls and the hand-rolled bulkhead's semaphore, then
+    ask each from many threads (and ours and the hand-rolled one from one thread too), with a
+    null call from many threads beside them as the floor."""
     hold = Hold()
     registry = CommandRegistry()
     logged, quiet = OverloadedCommand.key, QuietOverloadedCommand.key
+    wide = WideFallbackOverloadedCommand.key
     slots = OverloadedCommand.config.max_concurrent_requests
+    hand_rolled = HandRolledBulkhead(null_call, constant_fallback, slots=slots)
     held: list[pykka.Future[Any]] = []
     try:
         registry.register(OverloadedCommand, hold)
         registry.register(QuietOverloadedCommand, hold)
+        registry.register(WideFallbackOverloadedCommand, hold)
         held += [registry.ask(logged, n, block=False) for n in range(slots)]
         with _warnings_filtered():
             held += [registry.ask(quiet, n, block=False) for n in range(slots)]
-        for key in (logged, quiet):
+        held += [registry.ask(wide, n, block=False) for n in range(slots)]
+        for key in (logged, quiet, wide):
             _wait_in_flight(registry, key, slots, 10.0)
         if not hold.wait_entered(len(held), 10.0):
             msg = "the held calls never all reached run()"
             raise RuntimeError(msg)
+        hand_rolled.fill()
 
-        def load(name: str, key: str, callers: int, seconds: float) -> Load:
+        def ours(name: str, key: str, callers: int, seconds: float) -> Load:
             ask_reply = registry.ask_reply
 
             def call(payload: int) -> Any:
@@ -264,19 +298,30 @@ def _measure_overload(plan: Plan) -> Overload:
 
             return Load(name, callers, seconds, call, _rejection, in_flight)
 
+        crowd, solo = plan.overload_seconds, plan.overload_solo_seconds
         overload = measure_overload(
             [
-                load(OVERLOAD_CROWD, logged, OVERLOAD_CALLERS, plan.overload_seconds),
-                load(OVERLOAD_SOLO, logged, 1, plan.overload_solo_seconds),
-                load(OVERLOAD_CROWD_QUIET, quiet, OVERLOAD_CALLERS, plan.overload_seconds),
-                load(OVERLOAD_SOLO_QUIET, quiet, 1, plan.overload_solo_seconds),
+                ours(OVERLOAD_CROWD, logged, OVERLOAD_CALLERS, crowd),
+                Load(
+                    OVERLOAD_CROWD_HAND,
+                    OVERLOAD_CALLERS,
+                    crowd,
+                    hand_rolled,
+                    _hand_rolled_rejection,
+                ),
+                Load(OVERLOAD_CROWD_NULL, OVERLOAD_CALLERS, crowd, null_call, _constant),
+                ours(OVERLOAD_CROWD_QUIET, quiet, OVERLOAD_CALLERS, crowd),
+                ours(OVERLOAD_CROWD_WIDE, wide, OVERLOAD_CALLERS, crowd),
+                ours(OVERLOAD_SOLO, logged, 1, solo),
+                Load(OVERLOAD_SOLO_HAND, 1, solo, hand_rolled, _hand_rolled_rejection),
+                ours(OVERLOAD_SOLO_QUIET, quiet, 1, solo),
             ],
             phases=plan.overload_phases,
             warmup_seconds=plan.overload_warmup_seconds,
         )
         hold.release.set()
         answers = [future.get(timeout=10.0) for future in held]
-        if answers != [*range(slots), *range(slots)]:
+        if answers != [*range(slots)] * 3:
             msg = f"the held calls answered {answers}, expected their payloads"
             raise RuntimeError(msg)
     finally:
@@ -323,11 +368,11 @@ def run(plan: Plan) -> str:
         ),
         overload_plan=(
             f"{OVERLOAD_CALLERS} caller threads and 1, against a full bulkhead of"
-            f" {OverloadedCommand.config.max_concurrent_requests}, two keys (logged, warnings"
-            f" filtered out); {plan.overload_phases} phases, each with a run of"
-            f" {plan.overload_seconds:g} s ({OVERLOAD_CALLERS} callers) and"
-            f" {plan.overload_solo_seconds:g} s (1 caller) per key, after"
-            f" {plan.overload_warmup_seconds:g} s warm-up each"
+            f" {OverloadedCommand.config.max_concurrent_requests} (three keys of ours, a"
+            " hand-rolled semaphore) and a null call; every load interleaved in"
+            f" {plan.overload_phases} phases, each with a run of {plan.overload_seconds:g} s"
+            f" ({OVERLOAD_CALLERS} callers) or {plan.overload_solo_seconds:g} s (1 caller) per"
+            f" load, after {plan.overload_warmup_seconds:g} s warm-up each"
         ),
         switch_interval_ms=sys.getswitchinterval() * 1000,
         timer_overhead_ns=timer_overhead_ns(),

@@ -1,8 +1,10 @@
 """The benchmark runs end to end: ``python -m benchmarks --quick`` exits 0 and writes its table.
 
 No timing is asserted here: figures on a shared machine are the benchmark's business, not a test's.
-What is checked is that every part ran and counted sanely, the overload part included: its asks
-were all bulkhead rejections, and there were some.
+What is checked is that every part ran and counted sanely, the overload part included: every
+load answered, every answer was what that load should give (a rejection served by the fallback,
+a fallback refused for want of a slot, or the null call's constant), and no fallback was refused
+where that cannot happen (one caller alone, or as many fallback slots as callers).
 """
 
 from __future__ import annotations
@@ -26,10 +28,21 @@ ROWS = (
 )
 
 OVERLOAD_ROWS = (
-    "200 callers, `command.rejected` logged",
-    "1 caller, `command.rejected` logged",
-    "200 callers, `command.rejected` filtered out",
-    "1 caller, `command.rejected` filtered out",
+    "ours: 200 callers, `command.rejected` logged (defaults)",
+    "hand-rolled bulkhead: 200 callers",
+    "null call (returns a constant): 200 callers",
+    "ours: 200 callers, `command.rejected` filtered out",
+    "ours: 200 callers, logged, `fallback_max_concurrent=200`",
+    "ours: 1 caller, `command.rejected` logged (defaults)",
+    "hand-rolled bulkhead: 1 caller",
+    "ours: 1 caller, `command.rejected` filtered out",
+)
+#: Rows where a refused fallback (FALLBACK_REJECTION) cannot happen: no caller runs two
+#: fallbacks at once, and there are at least as many fallback slots as callers.
+NEVER_REFUSED = (
+    "ours: 200 callers, logged, `fallback_max_concurrent=200`",
+    "ours: 1 caller, `command.rejected` logged (defaults)",
+    "ours: 1 caller, `command.rejected` filtered out",
 )
 
 
@@ -48,7 +61,16 @@ def _table_after(report: str, header_start: str) -> dict[str, dict[str, str]]:
 
 
 def _number(cell: str) -> float:
-    return float(cell.replace(",", "").rstrip("x"))
+    return float(cell.replace(",", "").lstrip("<").rstrip("x"))
+
+
+def _refused(cell: str) -> int | None:
+    """The count in a FALLBACK_REJECTION cell such as ``1.5% (1,234)``; None for "n/a"."""
+    if cell == "n/a":
+        return None
+    share, count = cell.split(" ")
+    assert 0 <= _number(share.rstrip("%")) <= 100, cell
+    return int(_number(count.strip("()")))
 
 
 @pytest.mark.timeout(120)
@@ -64,19 +86,24 @@ def test_quick_benchmark_exits_zero_and_writes_every_row(tmp_path: pathlib.Path)
     )
     assert done.returncode == 0, done.stderr
     report = output.read_text(encoding="utf-8")
-    for row in ROWS:
-        assert row in report, f"missing row {row!r}"
+    for start in ROWS:
+        assert start in report, f"missing row {start!r}"
     assert "PASS" in report or "MISS" in report
     assert "pybreaker" in report
 
     assert "## Overload: 200 callers against a full bulkhead" in report
-    overload = _table_after(report, "| Load (full bulkhead) |")
-    assert sorted(overload) == sorted(OVERLOAD_ROWS)
+    overload = _table_after(report, "| Load (bulkhead full) |")
+    assert list(overload) == list(OVERLOAD_ROWS)
     for name, row in overload.items():
-        assert _number(row["rejected"]) > 0, f"{name}: no rejected ask was counted"
-        assert _number(row["not rejected"]) == 0, f"{name}: some answers were not rejections"
-        assert _number(row["rejected asks/s"]) > 0, name
+        assert _number(row["as expected"]) > 0, f"{name}: no expected answer was counted"
+        assert _number(row["other"]) == 0, f"{name}: some answers were not as expected"
+        assert _number(row["answers/s"]) > 0, name
         assert 0 < _number(row["p50 µs"]) <= _number(row["p99 µs"]) <= _number(row["max µs"])
+        refused = _refused(row["FALLBACK_REJECTION"])
+        assert (refused is None) == name.startswith(("hand-rolled", "null call")), name
+        if name in NEVER_REFUSED:
+            assert refused == 0, f"{name}: {refused} fallbacks refused"
+    assert overload[OVERLOAD_ROWS[1]]["p99 ÷ hand-rolled"] == "1.00x"
     checks = _table_after(report, "| Check |")
     assert len(checks) == 2
     assert all(row["Result"] in ("**PASS**", "**MISS**") for row in checks.values())
