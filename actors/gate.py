@@ -17,6 +17,7 @@ refs, so every way a worker can leave (retired, died, abandoned, orphaned) is co
 from __future__ import annotations
 
 import collections
+import contextlib
 import enum
 import threading
 from typing import TYPE_CHECKING, Any, Final
@@ -57,7 +58,8 @@ class Stuck(enum.StrEnum):
 
     #: ``run`` returned (or the slot was freed some other way): nothing to do.
     DONE = "done"
-    #: The call never reached a worker (lost with a dead actor's mailbox): its slot is freed.
+    #: The call never reached a worker, yet held its slot (not expected: ``expire`` and ``void``
+    #: free such slots at once); its slot is freed.
     LOST = "lost"
     #: Its worker is abandoned: slot freed, membership dropped, counted as a zombie.
     ABANDONED = "abandoned"
@@ -259,10 +261,21 @@ class Gate:
 
     # -- anyone --------------------------------------------------------------------------------
 
-    def expire(self, permit: Permit) -> tuple[Transition, ...]:
-        """The call's deadline passed: record TIMEOUT; the slot stays held until ``run`` returns."""
+    def expire(self, ticket: Ticket) -> tuple[Transition, ...]:
+        """The call's deadline passed: record TIMEOUT. If ``run`` has begun, the slot stays
+        held until it returns; a call that never reached a worker gives its slot back now."""
         with self._lock:
-            return self._breaker.record(permit, _TIMEOUT)
+            self._unstarted(ticket)
+            return self._breaker.record(ticket.permit, _TIMEOUT)
+
+    def _unstarted(self, ticket: Ticket) -> None:
+        """A settled call no worker has begun (none will: ``begin`` checks under this lock):
+        free its slot, and drop it from the waiting calls (a stuck pool must not let timed-out
+        entries pile up there)."""
+        if ticket.runner is None and ticket.holds_slot:
+            self._free(ticket)
+            with contextlib.suppress(ValueError):  # in a mailbox, not waiting here
+                self._waiting.remove(ticket)
 
     def release(self, ticket: Ticket) -> None:
         """Free a call's slot without an outcome (idempotent)."""
@@ -279,6 +292,7 @@ class Gate:
         """A call answered without an outcome while it may still run (its supervisor died, the
         registry stopped): a probe's slot back; the bulkhead slot stays until ``run`` returns."""
         with self._lock:
+            self._unstarted(ticket)
             self._breaker.release(ticket.permit)
 
     def abandon(self, ticket: Ticket, max_zombies: int) -> Stuck:

@@ -192,8 +192,9 @@ class CommandPort:
         if returned:
             moved = self.gate.finish(ticket, EventType.TIMEOUT)
         else:
-            moved = self.gate.expire(ticket.permit)
-            self.check_stuck_at(ticket.deadline + self.grace(), ticket)
+            moved = self.gate.expire(ticket)
+            if ticket.holds_slot:  # run has begun: see whether it returns within its grace
+                self.check_stuck_at(ticket.deadline + self.grace(), ticket)
         if moved:
             self.publish(moved)
         limit = ticket.deadline - ticket.started
@@ -223,7 +224,8 @@ class CommandPort:
             if ticket.claim():
                 self.gate.void(ticket)
                 ticket.answer(self.fall_back(ticket.payload, None, error, ticket.started))
-                self.check_stuck_at(self.clock() + self.grace(), ticket)
+                if ticket.holds_slot:
+                    self.check_stuck_at(self.clock() + self.grace(), ticket)
                 answered += 1
         return answered
 

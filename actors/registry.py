@@ -254,7 +254,8 @@ class CommandRegistry:
             port: CommandPort = self._actor.ask(Route(key, function_style), block=True)
         except pykka.ActorDeadError:
             self._ensure_open()
-            raise
+            msg = "the registry's actor was stopped from outside; reset() rebuilds the registry"
+            raise CommandError(msg, key=key, reason="unavailable") from None
         self._routes[key] = port
         return port
 
@@ -358,14 +359,22 @@ class CommandRegistry:
     @_DefaultBound
     def reset(self) -> None:
         """Stop every command actor and forget registrations and configuration (like
-        ``hystrix.Flush``). A registry that was shut down is started afresh."""
+        ``hystrix.Flush``). A registry that was shut down, or whose registry actor was
+        stopped from outside (say by ``pykka.ActorRegistry.stop_all()``), is started afresh."""
         with self._lock:
             if self._closed is not None:
                 self._start()
                 return
+            routes = list(self._routes.values())
             self._routes.clear()
             reason = CommandError("the registry was reset", reason="unavailable")
-            self._actor.ask(Reset(reason))
+            try:
+                self._actor.ask(Reset(reason))
+            except pykka.ActorDeadError:  # the root is gone: its keys with it
+                for port in routes:
+                    port.closed = reason
+                self._watchdog.close()
+                self._start()
 
     @_DefaultBound
     def shutdown(self, timeout: float | None = None) -> ShutdownReport:

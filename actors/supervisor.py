@@ -90,7 +90,11 @@ class CommandActor(pykka.ThreadingActor):
         self._workers.append(worker)
         self._log.debug("worker.started", workers=len(self._workers))
         if ticket is not None:
-            worker.tell(ticket)
+            try:
+                worker.tell(ticket)
+            except pykka.ActorDeadError:  # killed as soon as it started; its exit notice follows
+                port.gate.leave(worker)
+                self._place(ticket)
 
     def _forget(self, worker: pykka.ActorRef[Any]) -> None:
         if worker in self._workers:

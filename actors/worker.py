@@ -72,10 +72,10 @@ class WorkerActor(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         port = self._port
-        self._log = port.log.bind(actor=self.actor_urn)
         self.thread = threading.current_thread()
         port.workers[self.actor_ref] = self
-        port.gate.join(self.actor_ref)
+        port.gate.join(self.actor_ref)  # first: whatever fails next, the gate counts this worker
+        self._log = port.log.bind(actor=self.actor_urn)
         if self._park_on_start:
             self._next()
 

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import pykka
 import pytest
 from probe import WAIT, Probe
 
@@ -408,3 +409,21 @@ def test_shutdown_lets_calls_finish_within_its_timeout_answers_the_rest_and_repo
     probe.release.set()
     eventually(lambda: len(worker_threads() - before) == 0, what="the zombie ended")
     assert registry.shutdown() is report
+
+
+def test_a_registry_whose_root_actor_was_stopped_from_outside_is_rebuilt_by_reset(
+    registry: CommandRegistry, probe: Probe
+) -> None:
+    registry.ask(Dependency.key, "ok")
+    pykka.ActorRegistry.stop_all()  # what some other code in the process might do
+    if CommandRegistry._default is not None:  # it stopped the default registry's actors too
+        CommandRegistry._default.reset()
+
+    with pytest.raises(CommandError) as refused:  # refused at once, never hung
+        registry.ask(Dependency.key, "ok")
+    assert refused.value.reason == "unavailable"
+    assert "reset()" in str(refused.value)
+
+    registry.reset()
+    registry.register(Dependency, probe)
+    assert registry.ask(Dependency.key, "ok")[0] == "ok"
