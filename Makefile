@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SOAK_SECONDS ?= 300
 
-.PHONY: setup test lint typecheck unit demo bench clean
+.PHONY: setup test lint typecheck unit demo bench clean soak
 
 setup: $(STAMP)
 
@@ -31,6 +32,11 @@ demo: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks
+
+# The chaos harness under load for SOAK_SECONDS; writes docs/reliability.md, fails on any broken
+# invariant.
+soak: setup
+	$(BIN)/python -m tests.chaos.soak --seconds $(SOAK_SECONDS) --write docs/reliability.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
