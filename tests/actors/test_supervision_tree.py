@@ -427,3 +427,32 @@ def test_a_registry_whose_root_actor_was_stopped_from_outside_is_rebuilt_by_rese
     registry.reset()
     registry.register(Dependency, probe)
     assert registry.ask(Dependency.key, "ok")[0] == "ok"
+
+
+# -- reconfiguration ---------------------------------------------------------------------------
+
+
+def test_configuring_a_live_key_keeps_its_open_circuit_its_counts_and_its_calls_in_flight(
+    registry: CommandRegistry, probe: Probe, clock: FakeClock
+) -> None:
+    tripping = Dependency.config.replace(
+        max_concurrent_requests=3, request_volume_threshold=1, error_percent_threshold=1
+    )
+    registry.configure(Dependency.key, tripping)
+    hung = registry.ask(Dependency.key, "hang", block=False)
+    probe.wait_entered()
+    registry.ask_reply(Dependency.key, RuntimeError("down"))
+    before = registry.health(Dependency.key)
+    assert (before.state, before.in_flight, before.requests, before.errors) == ("open", 1, 1, 1)
+
+    registry.configure(Dependency.key, tripping.replace(max_concurrent_requests=1, timeout=2.0))
+
+    after = registry.health(Dependency.key)
+    assert (after.state, after.in_flight, after.requests, after.errors) == ("open", 1, 1, 1)
+    clock.advance(tripping.sleep_window)
+    # half-open now, but the one slot is still held by the hung call: the probe is rejected
+    reply = registry.ask_reply(Dependency.key, "ok")
+    assert reply.events[0] == EventType.THREAD_POOL_REJECTED
+    probe.release.set()
+    assert hung.get(timeout=WAIT) == "late"
+    assert registry.health(Dependency.key).in_flight == 0
