@@ -11,7 +11,6 @@ through the key's gate straight to its supervisor: no registry hop on the hot pa
 from __future__ import annotations
 
 import functools
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from supervision import (
     Health,
     monotonic,
 )
-from supervision.reprs import show
+from supervision.checks import check_number, show
 
 from .command import Command, FunctionCall, FunctionCommand
 from .log import logger
@@ -101,21 +100,7 @@ def _check_key(key: object) -> str:
 
 
 def _check_timeout(timeout: object) -> None:
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not math.isfinite(_as_float(timeout))
-        or timeout <= 0
-    ):
-        msg = f"timeout must be a finite number of seconds > 0 or None, got {show(timeout)}"
-        raise ValueError(msg)
-
-
-def _as_float(value: float) -> float:
-    try:
-        return float(value)
-    except OverflowError:  # an int too large for a float
-        return math.inf
+    check_number("timeout", timeout, unit="seconds", suffix=" or None")
 
 
 def _unwrap(reply: Reply) -> Any:

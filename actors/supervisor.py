@@ -13,7 +13,6 @@ still in flight and stops its workers (a busy one ends when its ``run`` returns)
 from __future__ import annotations
 
 import contextlib
-from types import TracebackType
 from typing import Any
 
 import pykka
@@ -21,6 +20,7 @@ import pykka
 from supervision import Child, CommandError, Decision, Directive, Restarts, monotonic
 
 from .gate import START
+from .lifecycle import SupervisedActor
 from .log import logger
 from .messages import Reconfigure, Refill, Retire, Retired, SupervisorExited, WorkerExited
 from .port import CommandPort
@@ -31,9 +31,7 @@ from .worker import WorkerActor
 __all__ = ["CommandActor"]
 
 
-class CommandActor(pykka.ThreadingActor):
-    use_daemon_thread = True
-
+class CommandActor(SupervisedActor):
     def __init__(self, port: CommandPort, parent: pykka.ActorRef[Any]) -> None:
         super().__init__()
         self._port = port
@@ -158,18 +156,6 @@ class CommandActor(pykka.ThreadingActor):
             self.stop()
 
     # -- ending --------------------------------------------------------------------------------
-
-    def on_stop(self) -> None:
-        self._exited()
-
-    def on_failure(
-        self,
-        exception_type: type[BaseException] | None,
-        exception_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._error = exception_value
-        self._exited()
 
     def _exited(self) -> None:
         """Answer every call of the key still in flight, stop the workers; if the registry did

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import threading
-from types import TracebackType
 from typing import Any
 
 import pykka
@@ -24,6 +23,7 @@ from supervision import BadRequest, CommandError, EventType
 
 from .command import Command
 from .gate import RETIRE
+from .lifecycle import SupervisedActor
 from .log import logger
 from .messages import Reply, Retire, Retired, WorkerExited
 from .port import CommandPort
@@ -45,9 +45,7 @@ class _After(enum.Enum):
     LEAVE = "leave"  # abandoned while stuck, and since replaced: end quietly
 
 
-class WorkerActor(pykka.ThreadingActor):
-    use_daemon_thread = True  # a run that never returns must not keep the process alive
-
+class WorkerActor(SupervisedActor):
     def __init__(
         self,
         port: CommandPort,
@@ -99,18 +97,6 @@ class WorkerActor(pykka.ThreadingActor):
             raise message.error
 
     # -- ending --------------------------------------------------------------------------------
-
-    def on_stop(self) -> None:
-        self._exited()
-
-    def on_failure(
-        self,
-        exception_type: type[BaseException] | None,
-        exception_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._error = exception_value
-        self._exited()
 
     def _retire(self) -> None:
         self._retired = True

@@ -3,44 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
+from .checks import check_int, check_number, show
 from .policy import SupervisionPolicy
-from .reprs import show
 
 __all__ = ["CommandConfig"]
 
 
 def _check_seconds(name: str, value: object, *, allow_zero: bool = False) -> None:
-    bound = ">= 0" if allow_zero else "> 0"
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(_as_float(value))
-        or not (value >= 0 if allow_zero else value > 0)
-    ):
-        msg = f"{name} must be a finite number of seconds {bound}, got {show(value)}"
-        raise ValueError(msg)
-
-
-def _as_float(value: float) -> float:
-    try:
-        return float(value)
-    except OverflowError:  # an int too large for a float
-        return math.inf
-
-
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
-    allowed = f">= {low}" if high is None else f"between {low} and {high}"
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < low
-        or (high is not None and value > high)
-    ):
-        msg = f"{name} must be an integer {allowed}, got {show(value)}"
-        raise ValueError(msg)
+    check_number(name, value, allow_low=allow_zero, unit="seconds")
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,18 +52,18 @@ class CommandConfig:
 
     def __post_init__(self) -> None:
         _check_seconds("timeout", self.timeout)
-        _check_int("max_concurrent_requests", self.max_concurrent_requests, 1, 10_000)
-        _check_int("request_volume_threshold", self.request_volume_threshold, 0)
+        check_int("max_concurrent_requests", self.max_concurrent_requests, 1, 10_000)
+        check_int("request_volume_threshold", self.request_volume_threshold, 0)
         _check_seconds("sleep_window", self.sleep_window, allow_zero=True)
         ept = self.error_percent_threshold
         if isinstance(ept, bool) or not isinstance(ept, int | float) or not 0 <= ept <= 100:
             msg = f"error_percent_threshold must be a number between 0 and 100, got {show(ept)}"
             raise ValueError(msg)
-        _check_int("queue_size", self.queue_size, 0, 100_000)
+        check_int("queue_size", self.queue_size, 0, 100_000)
         _check_seconds("rolling_window", self.rolling_window)
-        _check_int("rolling_buckets", self.rolling_buckets, 1, 1_000)
-        _check_int("half_open_probes", self.half_open_probes, 1, 10_000)
-        _check_int("fallback_max_concurrent", self.fallback_max_concurrent, 1, 10_000)
+        check_int("rolling_buckets", self.rolling_buckets, 1, 1_000)
+        check_int("half_open_probes", self.half_open_probes, 1, 10_000)
+        check_int("fallback_max_concurrent", self.fallback_max_concurrent, 1, 10_000)
         for name in ("force_open", "force_closed"):
             value = getattr(self, name)
             if not isinstance(value, bool):

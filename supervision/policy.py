@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import math
 from typing import Any
 
-from .reprs import show
+from .checks import check_int, check_number, show
 
 __all__ = ["RestartStrategy", "SupervisionPolicy"]
 
@@ -28,31 +27,6 @@ class RestartStrategy(enum.StrEnum):
     ONE_FOR_ONE = "one_for_one"
     #: Every worker of the key is replaced: idle ones at once, busy ones when their call ends.
     ONE_FOR_ALL = "one_for_all"
-
-
-def _check_number(name: str, value: object, *, low: float, allow_low: bool) -> None:
-    bound = f">= {low:g}" if allow_low else f"> {low:g}"
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(_as_float(value))
-        or not (value >= low if allow_low else value > low)
-    ):
-        msg = f"{name} must be a finite number {bound}, got {show(value)}"
-        raise ValueError(msg)
-
-
-def _as_float(value: float) -> float:
-    try:
-        return float(value)
-    except OverflowError:  # an int too large for a float
-        return math.inf
-
-
-def _check_count(name: str, value: object, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        msg = f"{name} must be an integer between {low} and {high}, got {show(value)}"
-        raise ValueError(msg)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,25 +61,25 @@ class SupervisionPolicy:
                 allowed = ", ".join(repr(s.value) for s in RestartStrategy)
                 msg = f"strategy must be one of {allowed}, got {show(self.strategy)}"
                 raise ValueError(msg) from None
-        _check_count("max_restarts", self.max_restarts, 0, 1_000_000)
-        _check_number("restart_period", self.restart_period, low=0, allow_low=False)
-        _check_count("max_supervisor_restarts", self.max_supervisor_restarts, 0, 1_000_000)
-        _check_number(
+        check_int("max_restarts", self.max_restarts, 0, 1_000_000)
+        check_number("restart_period", self.restart_period, low=0, allow_low=False)
+        check_int("max_supervisor_restarts", self.max_supervisor_restarts, 0, 1_000_000)
+        check_number(
             "supervisor_restart_period", self.supervisor_restart_period, low=0, allow_low=False
         )
-        _check_number("min_backoff", self.min_backoff, low=0, allow_low=True)
-        _check_number("max_backoff", self.max_backoff, low=0, allow_low=True)
+        check_number("min_backoff", self.min_backoff, low=0, allow_low=True)
+        check_number("max_backoff", self.max_backoff, low=0, allow_low=True)
         if self.max_backoff < self.min_backoff:
             msg = (
                 f"max_backoff must be >= min_backoff ({show(self.min_backoff)}),"
                 f" got {show(self.max_backoff)}"
             )
             raise ValueError(msg)
-        _check_number("random_factor", self.random_factor, low=0, allow_low=True)
+        check_number("random_factor", self.random_factor, low=0, allow_low=True)
         if self.zombie_grace is not None:
-            _check_number("zombie_grace", self.zombie_grace, low=0, allow_low=True)
+            check_number("zombie_grace", self.zombie_grace, low=0, allow_low=True)
         if self.max_zombies is not None:
-            _check_count("max_zombies", self.max_zombies, 0, 100_000)
+            check_int("max_zombies", self.max_zombies, 0, 100_000)
 
     def grace_for(self, timeout: float) -> float:
         """Seconds past a call's deadline before its worker is abandoned."""

@@ -1,0 +1,58 @@
+"""Validation helpers: every check names the field, the allowed range and the value received."""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["check_int", "check_number", "show"]
+
+
+def show(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters; a placeholder if ``__repr__`` raises."""
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object with a broken __repr__>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _as_float(value: float) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an int too large for a float
+        return math.inf
+
+
+def check_number(
+    name: str,
+    value: object,
+    *,
+    low: float = 0.0,
+    allow_low: bool = False,
+    unit: str = "",
+    suffix: str = "",
+) -> None:
+    """A finite int or float (not a bool) above ``low`` (or at it, with ``allow_low``)."""
+    bound = f">= {low:g}" if allow_low else f"> {low:g}"
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(_as_float(value))
+        or not (value >= low if allow_low else value > low)
+    ):
+        kind = f"a finite number of {unit}" if unit else "a finite number"
+        msg = f"{name} must be {kind} {bound}{suffix}, got {show(value)}"
+        raise ValueError(msg)
+
+
+def check_int(name: str, value: object, low: int, high: int | None = None) -> None:
+    """An int (not a bool) within ``low`` and ``high`` (no upper bound if None)."""
+    allowed = f">= {low}" if high is None else f"between {low} and {high}"
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        msg = f"{name} must be an integer {allowed}, got {show(value)}"
+        raise ValueError(msg)
