@@ -221,8 +221,13 @@ def test_a_command_whose_constructor_raises_is_answered_and_others_keep_serving(
 
 CONSTRUCTOR_RAISES_BASE_EXCEPTION = textwrap.dedent(
     """
+    import logging
     import pykka
+    import structlog
     from actors import Command, CommandConfig, CommandRegistry
+
+    # the script's own output is its verdict: keep the library's log lines out of it
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
 
     class Unbuildable(Command):
         key = "unbuildable"
