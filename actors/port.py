@@ -218,7 +218,7 @@ class CommandPort:
     def sweep(self, error: CommandError) -> int:
         """Answer every call still in flight with ``error`` (the supervisor died, the registry
         stopped): no outcome is recorded; slots stay held until each ``run`` returns (a call
-        that never reached a worker is found and freed at the end of the grace period)."""
+        that never reached a worker frees its slot at once)."""
         answered = 0
         for ticket in self.tracked.copy():
             if ticket.claim():
