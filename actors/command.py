@@ -27,6 +27,9 @@ class Command:
 
     key: ClassVar[str]
     config: ClassVar[CommandConfig] = CommandConfig()
+    #: The dashboard's group for this command (Hystrix's command group); None: the class's
+    #: module.
+    group: ClassVar[str | None] = None
 
     #: The call this instance is running, set by its worker while ``run`` executes.
     _ticket: Ticket | None = None

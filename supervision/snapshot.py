@@ -1,0 +1,87 @@
+"""What ``registry.metrics(key)`` returns: frozen data, everything a dashboard shows of a key.
+
+Times are float seconds (latencies) or wall-clock epoch seconds (``time``); the stream converts
+them to Hystrix's milliseconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from .breaker import CircuitState
+from .config import CommandConfig
+from .events import EventType
+
+__all__ = ["PERCENTILES", "CommandMetrics", "Latency", "PoolMetrics"]
+
+#: The percentiles Hystrix reports, as the stream's keys spell them.
+PERCENTILES: tuple[str, ...] = ("0", "25", "50", "75", "90", "95", "99", "99.5", "100")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Latency:
+    """Latency over the rolling percentile window (60 s in 6 buckets by default), seconds."""
+
+    #: How many latencies the window holds.
+    count: int
+    mean: float
+    #: Percentile (a key of ``PERCENTILES``) -> seconds. All 0.0 when ``count`` is 0.
+    percentiles: Mapping[str, float]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PoolMetrics:
+    """A key's worker pool (Hystrix's thread pool: one per key here, named after the key)."""
+
+    name: str
+    #: Workers running a call now.
+    active: int
+    #: Calls admitted and waiting for a worker.
+    queued: int
+    #: Worker actors alive (started lazily).
+    pool_size: int
+    #: The most workers alive at once since the key started.
+    largest_pool_size: int
+    #: ``max_concurrent_requests``: the pool's limit.
+    max_pool_size: int
+    #: Calls that ran on a worker since the key started.
+    completed: int
+    #: Calls that ran on a worker within the rolling window.
+    rolling_executed: int
+    #: The most calls running at once within the rolling window.
+    rolling_max_active: int
+    #: Calls rejected by the bulkhead within the rolling window.
+    rolling_rejected: int
+    #: ``queue_size``: calls that may wait beyond the pool.
+    queue_size: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CommandMetrics:
+    """A key's metrics at one instant."""
+
+    key: str
+    #: The command's group (``Command.group``; the command class's module when unset).
+    group: str
+    #: Wall-clock time of the snapshot (epoch seconds).
+    time: float
+    state: CircuitState
+    #: "up", "restarting" or "down".
+    status: str
+    #: Count of every event type within the rolling window (``rolling_window`` seconds).
+    counts: Mapping[EventType, int]
+    #: Health counts, as the breaker sees them (see ``Health``).
+    requests: int
+    errors: int
+    error_percent: float
+    #: Calls admitted whose ``run`` has not returned (running, queued, or timed out and running).
+    in_flight: int
+    #: The most calls in flight at once within the rolling window.
+    rolling_max_in_flight: int
+    zombies: int
+    #: ``run`` alone, and the whole ask (admission to answer, fallback included).
+    latency_execute: Latency
+    latency_total: Latency
+    pool: PoolMetrics
+    config: CommandConfig
