@@ -72,6 +72,8 @@ class FunctionCall:
 class FunctionCommand(Command):
     """Runs hystrix-go style functions: ``run()`` and ``fallback(error)``."""
 
+    group = "functions"
+
     def run(self, payload: FunctionCall) -> Any:
         return payload.run()
 

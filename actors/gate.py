@@ -35,6 +35,8 @@ from supervision import (
     Permit,
     Transition,
 )
+from supervision.metrics import CommandStats
+from supervision.snapshot import CommandMetrics, PoolMetrics
 
 if TYPE_CHECKING:
     from .ticket import Ticket
@@ -71,6 +73,7 @@ class Gate:
     __slots__ = (
         "_breaker",
         "_bulkhead",
+        "_clock",
         "_drained",
         "_idle",
         "_lock",
@@ -79,13 +82,20 @@ class Gate:
         "_waiting",
         "_worker_limit",
         "generation",
+        "running",
+        "stats",
         "zombies",
     )
 
     def __init__(self, config: CommandConfig, clock: Clock) -> None:
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
+        self._clock = clock
         self._breaker = CircuitBreaker(config, clock)
+        #: Rolling metrics for the dashboard (recorded under the lock).
+        self.stats = CommandStats(config.rolling_window, config.rolling_buckets, clock)
+        #: Calls inside ``run`` now (a zombie's call no longer counts).
+        self.running = 0
         self._bulkhead = Bulkhead(config.max_concurrent_requests, config.queue_size)
         self._idle: list[Worker] = []
         self._waiting: collections.deque[Ticket] = collections.deque()
@@ -115,6 +125,7 @@ class Gate:
                 return _SHORT, None, moved
             if not self._bulkhead.try_acquire():
                 return _REJECTED, None, moved + self._breaker.record(permit, _REJECTED)
+            self.stats.max_in_flight.add(self._bulkhead.in_flight)
             return permit, (self._idle.pop() if self._idle else None), moved
 
     # -- the supervisor's side -----------------------------------------------------------------
@@ -201,6 +212,8 @@ class Gate:
         with self._lock:
             self._reserved -= 1
             self._members.add(worker)
+            stats = self.stats
+            stats.largest_pool = max(stats.largest_pool, self.workers)
 
     def leave(self, worker: Worker) -> None:
         """A worker is gone (whatever the way); idempotent."""
@@ -217,18 +230,25 @@ class Gate:
                 self._free(ticket)
                 return False
             ticket.runner = worker
+            self.running += 1
+            self.stats.max_active.add(self.running)
             return True
 
-    def finish(self, ticket: Ticket, event: EventType) -> tuple[Transition, ...]:
-        """``run`` returned with ``event`` and its worker answers: free the slot, record."""
+    def finish(self, ticket: Ticket, event: EventType, ran: float) -> tuple[Transition, ...]:
+        """``run`` returned with ``event`` after ``ran`` seconds and its worker answers: free
+        the slot, record."""
         with self._lock:
             self._free(ticket)
+            self.stats.ran(ran)
             return self._breaker.record(ticket.permit, event)
 
-    def late(self, ticket: Ticket) -> bool:
-        """``run`` returned after someone else answered the call. True if its worker had been
-        abandoned (it must end now: it was replaced); else the slot is freed."""
+    def late(self, ticket: Ticket, ran: float | None = None) -> bool:
+        """``run`` returned (after ``ran`` seconds) after someone else answered the call. True
+        if its worker had been abandoned (it must end now: it was replaced); else the slot is
+        freed."""
         with self._lock:
+            if ran is not None:
+                self.stats.ran(ran)
             if ticket.abandoned:
                 ticket.abandoned = False
                 self.zombies -= 1
@@ -316,6 +336,8 @@ class Gate:
         if not ticket.holds_slot:
             return
         ticket.holds_slot = False
+        if ticket.runner is not None:
+            self.running -= 1
         self._bulkhead.release()
         if self._bulkhead.in_flight == 0:
             self._drained.notify_all()
@@ -329,12 +351,71 @@ class Gate:
     def in_flight(self) -> int:
         return self._bulkhead.in_flight
 
+    def replied(self, events: tuple[EventType, ...], latency: float) -> None:
+        """An answer was delivered: count its events and the ask's latency."""
+        with self._lock:
+            self.stats.replied(events, latency)
+
+    def transitioned(self, transitions: tuple[Transition, ...]) -> None:
+        with self._lock:
+            counts = self.stats.transitions
+            for moved in transitions:
+                state = moved.to_state.value
+                counts[state] = counts.get(state, 0) + 1
+
     def reconfigure(self, config: CommandConfig) -> None:
         with self._lock:
+            if (config.rolling_window, config.rolling_buckets) != (
+                self._breaker.config.rolling_window,
+                self._breaker.config.rolling_buckets,
+            ):
+                self.stats.resized(config.rolling_window, config.rolling_buckets, self._clock)
             self._breaker.reconfigure(config)
             self._bulkhead.resize(config.max_concurrent_requests, config.queue_size)
             if self._worker_limit > 0:  # a closed gate stays closed
                 self._worker_limit = config.max_concurrent_requests
+
+    def metrics(
+        self, key: str, group: str, status: str, config: CommandConfig, now: float
+    ) -> CommandMetrics:
+        """A snapshot of everything the dashboard shows of the key."""
+        with self._lock:
+            breaker, stats = self._breaker, self.stats
+            counts = stats.counts
+            in_flight = self._bulkhead.in_flight
+            pool = PoolMetrics(
+                name=key,
+                active=self.running,
+                queued=max(0, in_flight - self.running),
+                pool_size=self.workers,
+                largest_pool_size=stats.largest_pool,
+                max_pool_size=config.max_concurrent_requests,
+                completed=stats.completed,
+                rolling_executed=stats.executed.value(),
+                rolling_max_active=stats.max_active.value(),
+                rolling_rejected=counts.count(_REJECTED),
+                queue_size=config.queue_size,
+            )
+            return CommandMetrics(
+                key=key,
+                group=group,
+                time=now,
+                state=CircuitState.OPEN if status == "down" else breaker.state,
+                status=status,
+                counts={event: counts.count(event) for event in EventType},
+                totals=dict(stats.totals),
+                transitions=dict(stats.transitions),
+                requests=breaker.requests(),
+                errors=breaker.errors(),
+                error_percent=breaker.error_percent(),
+                in_flight=in_flight,
+                rolling_max_in_flight=stats.max_in_flight.value(),
+                zombies=self.zombies,
+                latency_execute=stats.execute.snapshot(),
+                latency_total=stats.total.snapshot(),
+                pool=pool,
+                config=config,
+            )
 
     def health(self, key: str, status: str) -> Health:
         with self._lock:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from supervision import (
     Throttle,
     Transition,
 )
+from supervision.snapshot import CommandMetrics
 
 from .command import Command
 from .gate import Gate, Stuck
@@ -104,12 +106,12 @@ class CommandPort:
         started = self.clock()
         unavailable = self.closed or self.down
         if unavailable is not None:
-            return self.fall_back(payload, None, unavailable, started)
+            return self.replied(self.fall_back(payload, None, unavailable, started))
         admitted, worker, moved = self.gate.admit()
         if moved:
             self.publish(moved)
         if not isinstance(admitted, Permit):
-            return self.reject(admitted, payload, started)
+            return self.replied(self.reject(admitted, payload, started))
         limit = self.config.timeout
         if timeout is not None and timeout < limit:
             limit = timeout
@@ -125,6 +127,11 @@ class CommandPort:
             return ticket
         self.hand_back(ticket)
         return ticket
+
+    def replied(self, reply: Reply) -> Reply:
+        """Every answer passes here once: count its events and latency."""
+        self.gate.replied(reply.events, reply.latency)
+        return reply
 
     def hand_back(self, ticket: Ticket) -> None:
         """Give a call to the supervisor to place; if it is dead, answer "unavailable"."""
@@ -143,6 +150,10 @@ class CommandPort:
         return CommandError(
             f"command {self.key!r} is unavailable", key=self.key, reason="unavailable"
         )
+
+    def metrics(self) -> CommandMetrics:
+        group = self.command_class.group or self.command_class.__module__
+        return self.gate.metrics(self.key, group, self.status, self.config, time.time())
 
     def live_workers(self) -> list[pykka.ActorRef[Any]]:
         return [ref for ref in list(self.workers) if ref.is_alive()]
@@ -181,16 +192,17 @@ class CommandPort:
         return self.fall_back(payload, event, error, started)
 
     def expire(
-        self, ticket: Ticket, *, cause: BaseException | None = None, returned: bool = False
+        self, ticket: Ticket, *, cause: BaseException | None = None, ran: float | None = None
     ) -> Reply:
         """Answer a claimed ticket whose deadline passed (TIMEOUT, then the fallback).
 
-        ``returned`` says ``run`` has already returned (it raised ``cause`` after the deadline,
-        say a socket timeout from ``time_left()``): the slot is freed now rather than later.
+        ``ran`` says ``run`` has already returned after that many seconds (it raised ``cause``
+        after the deadline, say a socket timeout from ``time_left()``): the slot is freed now
+        rather than later.
         """
         ticket.timed_out = True
-        if returned:
-            moved = self.gate.finish(ticket, EventType.TIMEOUT)
+        if ran is not None:
+            moved = self.gate.finish(ticket, EventType.TIMEOUT, ran)
         else:
             moved = self.gate.expire(ticket)
             if ticket.holds_slot:  # run has begun: see whether it returns within its grace
@@ -339,6 +351,7 @@ class CommandPort:
     # -- events and configuration --------------------------------------------------------------
 
     def publish(self, transitions: tuple[Transition, ...]) -> None:
+        self.gate.transitioned(transitions)
         log_transitions(self.log, transitions)
         for listener in self._listeners:
             for moved in transitions:

@@ -24,9 +24,11 @@ from supervision import (
     CommandConfig,
     CommandError,
     Health,
+    UnknownCommandError,
     monotonic,
 )
 from supervision.checks import check_number, show
+from supervision.snapshot import CommandMetrics
 
 from .command import Command, FunctionCall, FunctionCommand
 from .log import logger
@@ -318,6 +320,28 @@ class CommandRegistry:
         self._ensure_open()
         health: Health = self._actor.ask(HealthOf(key), block=True)
         return health
+
+    @_DefaultBound
+    def metrics(self, key: str) -> CommandMetrics:
+        """A snapshot of the key's rolling metrics: every event count, latency percentiles of
+        ``run`` and of the whole ask, concurrency, the pool, the circuit and its config.
+        A key registered but never used has no metrics yet: ``UnknownCommandError``."""
+        port = self._routes.get(key) if type(key) is str else None
+        if port is None or port.closed is not None:
+            _check_key(key)
+            self._ensure_open()
+            port = self._live_port(key)
+            if port is None:
+                msg = f"no metrics for {key!r}: it was never asked (or is not registered)"
+                raise UnknownCommandError(msg, key=key)
+        return port.metrics()
+
+    @_DefaultBound
+    def all_metrics(self) -> list[CommandMetrics]:
+        """``metrics`` of every key that has been asked, sorted by key."""
+        self._ensure_open()
+        ports: list[CommandPort] = self._actor.ask(Ports(), block=True)
+        return [port.metrics() for port in sorted(ports, key=lambda port: port.key)]
 
     @_DefaultBound
     def restart(self, key: str) -> str:

@@ -84,10 +84,14 @@ class Ticket:
         """Deliver the reply (only the claimer calls this)."""
         self.reply = reply
         self.answered = True
-        self.port.tracked.discard(self)
-        if self.future is not None:
-            self.future.set(reply)
-        self._done.release()
+        port = self.port
+        port.tracked.discard(self)
+        try:
+            port.replied(reply)  # counted before the caller wakes, so it sees its own call
+        finally:  # whatever happens, the caller is answered
+            if self.future is not None:
+                self.future.set(reply)
+            self._done.release()
 
     def wait(self, timeout: float | None) -> Reply | None:
         """The reply, waiting up to ``timeout`` seconds (None: as long as it takes)."""

@@ -157,7 +157,7 @@ class WorkerActor(SupervisedActor):
         error.__cause__ = exc
         try:
             if ticket.holds_slot:
-                port.gate.finish(ticket, _FAILURE)
+                port.gate.finish(ticket, _FAILURE, 0.0)
             reply = port.fall_back(ticket.payload, _FAILURE, error, ticket.started)
         except BaseException:
             reply = Reply(port.key, None, error, (_FAILURE,), 0.0)
@@ -170,15 +170,18 @@ class WorkerActor(SupervisedActor):
         value: Any = None
         error: BaseException | None = None
         event = _SUCCESS
+        ran = 0.0
         try:
             command = self._command
             if command is None:
                 command = self._command = port.new_command()
             command._ticket = ticket
             self.busy = True
+            began = port.clock()
             try:
                 value = command.run(ticket.payload)
             finally:
+                ran = port.clock() - began
                 self.busy = False
                 command._ticket = None
         except BadRequest as exc:
@@ -191,16 +194,16 @@ class WorkerActor(SupervisedActor):
         if ticket.claim():
             self._claimed = ticket
         else:  # answered already (TIMEOUT, or swept): drop the late result
-            if port.gate.late(ticket):
+            if port.gate.late(ticket, ran):
                 self._log.info("worker.zombie_returned", outcome=event.value)
                 return _After.LEAVE if after is _After.NEXT else after
             self._log.debug("command.late_result_dropped", outcome=event.value)
             return after
         if event is _FAILURE and port.clock() >= ticket.deadline:
             # run gave up at the deadline (its client used time_left()): that is a timeout.
-            port.expire(ticket, cause=error, returned=True)
+            port.expire(ticket, cause=error, ran=ran)
             return after
-        moved = port.gate.finish(ticket, event)
+        moved = port.gate.finish(ticket, event, ran)
         if moved:
             port.publish(moved)
         if event is _SUCCESS:

@@ -71,6 +71,10 @@ class CommandMetrics:
     status: str
     #: Count of every event type within the rolling window (``rolling_window`` seconds).
     counts: Mapping[EventType, int]
+    #: Count of every event type since the key started (monotonic: for Prometheus counters).
+    totals: Mapping[EventType, int]
+    #: Circuit transitions since the key started, by the state entered ("open", ...).
+    transitions: Mapping[str, int]
     #: Health counts, as the breaker sees them (see ``Health``).
     requests: int
     errors: int

@@ -138,11 +138,11 @@ def test_an_exception_escaping_the_workers_own_code_answers_the_call_and_replace
     real_finish = Gate.finish
     broken = threading.Event()
 
-    def finish_once_broken(self: Gate, ticket: Any, event: Any) -> Any:
+    def finish_once_broken(self: Gate, *args: Any) -> Any:
         if not broken.is_set():
             broken.set()
             raise RuntimeError("bug in the worker")
-        return real_finish(self, ticket, event)
+        return real_finish(self, *args)
 
     monkeypatch.setattr(Gate, "finish", finish_once_broken)
 
