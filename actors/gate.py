@@ -35,7 +35,7 @@ from supervision import (
     Permit,
     Transition,
 )
-from supervision.metrics import CommandStats
+from supervision.metrics import EXECUTED, MAX_ACTIVE, MAX_IN_FLIGHT, CommandStats
 from supervision.snapshot import CommandMetrics, PoolMetrics
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ class Gate:
                 return _SHORT, None, moved
             if not self._bulkhead.try_acquire():
                 return _REJECTED, None, moved + self._breaker.record(permit, _REJECTED)
-            self.stats.max_in_flight.add(self._bulkhead.in_flight)
+            self.stats.counters.peak(MAX_IN_FLIGHT, self._bulkhead.in_flight)
             return permit, (self._idle.pop() if self._idle else None), moved
 
     # -- the supervisor's side -----------------------------------------------------------------
@@ -231,7 +231,7 @@ class Gate:
                 return False
             ticket.runner = worker
             self.running += 1
-            self.stats.max_active.add(self.running)
+            self.stats.counters.peak(MAX_ACTIVE, self.running)
             return True
 
     def finish(self, ticket: Ticket, event: EventType, ran: float) -> tuple[Transition, ...]:
@@ -381,7 +381,7 @@ class Gate:
         """A snapshot of everything the dashboard shows of the key."""
         with self._lock:
             breaker, stats = self._breaker, self.stats
-            counts = stats.counts
+            counts = stats.counters
             in_flight = self._bulkhead.in_flight
             pool = PoolMetrics(
                 name=key,
@@ -391,8 +391,8 @@ class Gate:
                 largest_pool_size=stats.largest_pool,
                 max_pool_size=config.max_concurrent_requests,
                 completed=stats.completed,
-                rolling_executed=stats.executed.value(),
-                rolling_max_active=stats.max_active.value(),
+                rolling_executed=counts.total(EXECUTED),
+                rolling_max_active=counts.maximum(MAX_ACTIVE),
                 rolling_rejected=counts.count(_REJECTED),
                 queue_size=config.queue_size,
             )
@@ -409,7 +409,7 @@ class Gate:
                 errors=breaker.errors(),
                 error_percent=breaker.error_percent(),
                 in_flight=in_flight,
-                rolling_max_in_flight=stats.max_in_flight.value(),
+                rolling_max_in_flight=counts.maximum(MAX_IN_FLIGHT),
                 zombies=self.zombies,
                 latency_execute=stats.execute.snapshot(),
                 latency_total=stats.total.snapshot(),

@@ -16,6 +16,7 @@ __all__ = [
     "BARE_FUNCTION",
     "HAND_ROLLED",
     "IDEAL_PER_SECOND",
+    "OURS_METRICS",
     "OURS_REJECTED",
     "OURS_SHORT_CIRCUIT",
     "OURS_SUCCESS",
@@ -32,6 +33,11 @@ HAND_ROLLED = "hand-rolled: ThreadPoolExecutor(10) + pybreaker + result(timeout)
 OURS_SUCCESS = "ours: `registry.ask`, success"
 OURS_SHORT_CIRCUIT = "ours: `registry.ask`, short-circuit (force_open, fallback)"
 OURS_REJECTED = "ours: `registry.ask`, rejected (bulkhead full, fallback)"
+#: What the rolling metrics add to one successful ask, timed alone (issue 4).
+OURS_METRICS = (
+    "ours: the metrics one successful ask records (events + total latency under the gate lock,"
+    " run time, concurrency maxima)"
+)
 #: The throughput variant without any breaker (context for the hand-rolled figure).
 POOL_ALONE = "ThreadPoolExecutor(10) alone, no breaker (context only)"
 OURS_THROUGHPUT = "ours: `registry.ask`, max_concurrent_requests=10"

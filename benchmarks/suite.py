@@ -20,6 +20,7 @@ import pykka
 import structlog
 
 from actors import CommandRegistry, EventType, Reply
+from supervision.metrics import MAX_ACTIVE, MAX_IN_FLIGHT
 
 from .latency import Case, Latency, measure_latencies, percentile, timer_overhead_ns
 from .overload import Load, Overload, measure_overload
@@ -42,6 +43,7 @@ from .report import (
     BARE_ASK,
     BARE_FUNCTION,
     HAND_ROLLED,
+    OURS_METRICS,
     OURS_REJECTED,
     OURS_SHORT_CIRCUIT,
     OURS_SUCCESS,
@@ -186,6 +188,18 @@ def _measure(plan: Plan) -> tuple[dict[str, Latency], dict[str, Throughput], lis
         def ask_echo(i: int) -> object:
             return echo.ask(i)
 
+        registry.ask(EchoCommand.key, 0)
+        gate = registry._live_port(EchoCommand.key).gate  # type: ignore[union-attr]
+        stats = gate.stats
+        success = (EventType.SUCCESS,)
+
+        def record_metrics(i: int) -> object:
+            gate.replied(success, 1e-4)  # takes the gate's lock, as Ticket.answer does
+            stats.ran(1e-4)  # under the lock gate.finish already holds
+            stats.counters.peak(MAX_IN_FLIGHT, 1)
+            stats.counters.peak(MAX_ACTIVE, 1)
+            return i
+
         def asking(key: str) -> Callable[[int], object]:
             def call(i: int) -> object:
                 return registry.ask(key, i)
@@ -199,6 +213,7 @@ def _measure(plan: Plan) -> tuple[dict[str, Latency], dict[str, Throughput], lis
             Case(OURS_SUCCESS, asking(EchoCommand.key), _identity),
             Case(OURS_SHORT_CIRCUIT, asking(ForcedOpenCommand.key), _fallback_expected),
             Case(OURS_REJECTED, asking(ParkedCommand.key), _fallback_expected),
+            Case(OURS_METRICS, record_metrics, _identity),
         ]
         latencies = measure_latencies(
             cases, rounds=plan.rounds, samples=plan.samples, chunk=plan.chunk, warmup=plan.warmup

@@ -15,14 +15,16 @@ from collections.abc import Iterable
 from .clock import Clock
 from .events import EventType
 from .snapshot import PERCENTILES, Latency
-from .window import RollingCounts
 
 __all__ = [
+    "EXECUTED",
     "LATENCY_BUCKETS",
     "LATENCY_WINDOW",
+    "MAX_ACTIVE",
+    "MAX_IN_FLIGHT",
     "CommandStats",
+    "RollingCounters",
     "RollingLatency",
-    "RollingValue",
     "bin_of",
     "value_of",
 ]
@@ -54,10 +56,19 @@ def value_of(index: int) -> float:
     return (low + (1 << shift) / 2) / 1e6
 
 
-class _Buckets:
-    """The ring of bucket ids shared by the rolling classes below."""
+#: Columns of a counters row: one per event type, then three of our own.
+_EVENT_COLUMN = {event: i for i, event in enumerate(EventType)}
+EXECUTED = len(_EVENT_COLUMN)  # calls that ran on a worker (a sum)
+MAX_IN_FLIGHT = EXECUTED + 1  # the most calls admitted at once (a maximum)
+MAX_ACTIVE = EXECUTED + 2  # the most calls inside ``run`` at once (a maximum)
+_COLUMNS = EXECUTED + 3
 
-    __slots__ = ("_clock", "_ids", "_n", "_width")
+
+class RollingCounters:
+    """Per-bucket rows of counters (sums, or maxima for the ``MAX_*`` columns) over a rolling
+    window. Every record finds its bucket once; a row is allocated only when a bucket starts."""
+
+    __slots__ = ("_clock", "_ids", "_n", "_rows", "_width")
 
     def __init__(self, window: float, buckets: int, clock: Clock) -> None:
         if not window > 0 or buckets < 1:
@@ -67,76 +78,83 @@ class _Buckets:
         self._n = buckets
         self._width = window / buckets
         self._ids = [-1] * buckets
+        self._rows = [[0] * _COLUMNS for _ in range(buckets)]
 
-    def current(self) -> tuple[int, int, bool]:
-        """(slot, bucket id, whether the slot held an older bucket that must be cleared)."""
+    def _row(self) -> list[int]:
         bucket = int(self._clock() // self._width)
         slot = bucket % self._n
-        stale = self._ids[slot] != bucket
-        if stale:
+        if self._ids[slot] != bucket:
             self._ids[slot] = bucket
-        return slot, bucket, stale
+            self._rows[slot] = [0] * _COLUMNS
+        return self._rows[slot]
 
-    def live(self) -> list[int]:
-        """The slots whose bucket is within the window."""
+    def events(self, events: Iterable[EventType]) -> None:
+        row = self._row()
+        for event in events:
+            row[_EVENT_COLUMN[event]] += 1
+
+    def add(self, column: int, n: int = 1) -> None:
+        self._row()[column] += n
+
+    def peak(self, column: int, value: int) -> None:
+        row = self._row()
+        row[column] = max(row[column], value)
+
+    def _live(self) -> list[list[int]]:
         newest = int(self._clock() // self._width)
         oldest = newest - self._n + 1
-        return [slot for slot, bucket in enumerate(self._ids) if oldest <= bucket <= newest]
+        return [self._rows[s] for s, bucket in enumerate(self._ids) if oldest <= bucket <= newest]
 
+    def count(self, event: EventType) -> int:
+        column = _EVENT_COLUMN[event]
+        return sum(row[column] for row in self._live())
 
-class RollingValue:
-    """A sum or a maximum of ints over a rolling window."""
+    def total(self, column: int) -> int:
+        return sum(row[column] for row in self._live())
 
-    __slots__ = ("_buckets", "_max", "_values")
-
-    def __init__(self, window: float, buckets: int, clock: Clock, *, maximum: bool) -> None:
-        self._buckets = _Buckets(window, buckets, clock)
-        self._values = [0] * buckets
-        self._max = maximum
-
-    def add(self, value: int) -> None:
-        slot, _, stale = self._buckets.current()
-        if stale:
-            self._values[slot] = value
-        elif self._max:
-            self._values[slot] = max(self._values[slot], value)
-        else:
-            self._values[slot] += value
-
-    def value(self) -> int:
-        values = [self._values[slot] for slot in self._buckets.live()]
-        if not values:
-            return 0
-        return max(values) if self._max else sum(values)
+    def maximum(self, column: int) -> int:
+        return max((row[column] for row in self._live()), default=0)
 
 
 class RollingLatency:
     """Latencies over a rolling window, as histogram bin counts per bucket."""
 
-    __slots__ = ("_bins", "_buckets", "_counts", "_sums")
+    __slots__ = ("_bins", "_clock", "_counts", "_ids", "_n", "_sums", "_width")
 
     def __init__(
         self, clock: Clock, window: float = LATENCY_WINDOW, buckets: int = LATENCY_BUCKETS
     ) -> None:
-        self._buckets = _Buckets(window, buckets, clock)
+        self._clock = clock
+        self._n = buckets
+        self._width = window / buckets
+        self._ids = [-1] * buckets
         self._bins: list[dict[int, int]] = [{} for _ in range(buckets)]
         self._counts = [0] * buckets
         self._sums = [0.0] * buckets
 
     def record(self, seconds: float) -> None:
-        slot, _, stale = self._buckets.current()
+        bucket = int(self._clock() // self._width)
+        slot = bucket % self._n
         bins = self._bins[slot]
-        if stale:
+        if self._ids[slot] != bucket:
+            self._ids[slot] = bucket
             bins.clear()
             self._counts[slot] = 0
             self._sums[slot] = 0.0
-        index = bin_of(seconds)
+        us = int(seconds * 1e6)
+        if us < _LINEAR:
+            index = max(us, 0)
+        else:
+            shift = us.bit_length() - 6
+            index = _LINEAR + (shift - 1) * _SUB + ((us >> shift) - _SUB)
         bins[index] = bins.get(index, 0) + 1
         self._counts[slot] += 1
         self._sums[slot] += seconds
 
     def snapshot(self) -> Latency:
-        live = self._buckets.live()
+        newest = int(self._clock() // self._width)
+        oldest = newest - self._n + 1
+        live = [slot for slot, bucket in enumerate(self._ids) if oldest <= bucket <= newest]
         count = sum(self._counts[slot] for slot in live)
         if count == 0:
             return Latency(0, 0.0, dict.fromkeys(PERCENTILES, 0.0))
@@ -170,51 +188,43 @@ class CommandStats:
 
     __slots__ = (
         "completed",
-        "counts",
+        "counters",
         "execute",
-        "executed",
         "largest_pool",
-        "max_active",
-        "max_in_flight",
         "total",
         "totals",
         "transitions",
     )
 
     def __init__(self, window: float, buckets: int, clock: Clock) -> None:
-        #: Every event of every reply, over the rolling window (not reset when a circuit closes).
-        self.counts = RollingCounts(window, buckets, clock)
-        #: The same, since the key started (monotonic: Prometheus counters).
+        #: Every event of every reply, calls run, concurrency maxima, over the rolling window
+        #: (not reset when a circuit closes).
+        self.counters = RollingCounters(window, buckets, clock)
+        #: Every event since the key started (monotonic: Prometheus counters).
         self.totals: dict[EventType, int] = dict.fromkeys(EventType, 0)
         self.execute = RollingLatency(clock)
         self.total = RollingLatency(clock)
-        self.max_in_flight = RollingValue(window, buckets, clock, maximum=True)
-        self.max_active = RollingValue(window, buckets, clock, maximum=True)
-        self.executed = RollingValue(window, buckets, clock, maximum=False)
         #: Calls run on a worker since the key started; the most workers alive at once.
         self.completed = 0
         self.largest_pool = 0
         #: Circuit transitions since the key started, by the state entered.
         self.transitions: dict[str, int] = {}
 
-    def replied(self, events: Iterable[EventType], latency: float) -> None:
+    def replied(self, events: tuple[EventType, ...], latency: float) -> None:
         """One answer was delivered, with its events and the ask's whole latency."""
-        counts, totals = self.counts, self.totals
+        self.counters.events(events)
+        totals = self.totals
         for event in events:
-            counts.add(event)
             totals[event] += 1
         self.total.record(latency)
 
     def ran(self, seconds: float) -> None:
         """``run`` returned after ``seconds``."""
         self.execute.record(seconds)
-        self.executed.add(1)
+        self.counters.add(EXECUTED)
         self.completed += 1
 
     def resized(self, window: float, buckets: int, clock: Clock) -> None:
-        """The key's rolling window changed shape: counts move to the new shape; the rolling
-        maxima start afresh."""
-        self.counts = self.counts.resized(window, buckets)
-        self.max_in_flight = RollingValue(window, buckets, clock, maximum=True)
-        self.max_active = RollingValue(window, buckets, clock, maximum=True)
-        self.executed = RollingValue(window, buckets, clock, maximum=False)
+        """The key's rolling window changed shape: its rolling counters start afresh (the
+        lifetime totals and the latency windows are kept)."""
+        self.counters = RollingCounters(window, buckets, clock)
