@@ -234,12 +234,13 @@ class Gate:
             self.stats.counters.peak(MAX_ACTIVE, self.running)
             return True
 
-    def finish(self, ticket: Ticket, event: EventType, ran: float) -> tuple[Transition, ...]:
-        """``run`` returned with ``event`` after ``ran`` seconds and its worker answers: free
-        the slot, record."""
+    def finish(self, ticket: Ticket, event: EventType, ran: float | None) -> tuple[Transition, ...]:
+        """``run`` returned with ``event`` after ``ran`` seconds (None: not timed) and its
+        worker answers: free the slot, record."""
         with self._lock:
             self._free(ticket)
-            self.stats.ran(ran)
+            if ran is not None:
+                self.stats.ran(ran)
             return self._breaker.record(ticket.permit, event)
 
     def late(self, ticket: Ticket, ran: float | None = None) -> bool:
@@ -392,7 +393,7 @@ class Gate:
                 max_pool_size=config.max_concurrent_requests,
                 completed=stats.completed,
                 rolling_executed=counts.total(EXECUTED),
-                rolling_max_active=counts.maximum(MAX_ACTIVE),
+                rolling_max_active=max(counts.maximum(MAX_ACTIVE), self.running),
                 rolling_rejected=counts.count(_REJECTED),
                 queue_size=config.queue_size,
             )
@@ -409,7 +410,7 @@ class Gate:
                 errors=breaker.errors(),
                 error_percent=breaker.error_percent(),
                 in_flight=in_flight,
-                rolling_max_in_flight=counts.maximum(MAX_IN_FLIGHT),
+                rolling_max_in_flight=max(counts.maximum(MAX_IN_FLIGHT), in_flight),
                 zombies=self.zombies,
                 latency_execute=stats.execute.snapshot(),
                 latency_total=stats.total.snapshot(),

@@ -157,7 +157,7 @@ class WorkerActor(SupervisedActor):
         error.__cause__ = exc
         try:
             if ticket.holds_slot:
-                port.gate.finish(ticket, _FAILURE, 0.0)
+                port.gate.finish(ticket, _FAILURE, None)
             reply = port.fall_back(ticket.payload, _FAILURE, error, ticket.started)
         except BaseException:
             reply = Reply(port.key, None, error, (_FAILURE,), 0.0)

@@ -69,7 +69,9 @@ class CommandMetrics:
     state: CircuitState
     #: "up", "restarting" or "down".
     status: str
-    #: Count of every event type within the rolling window (``rolling_window`` seconds).
+    #: Count of every event type within the rolling window (``rolling_window`` seconds). Not
+    #: reset when a circuit closes (the health counts are); started afresh when
+    #: ``configure`` changes the window's shape.
     counts: Mapping[EventType, int]
     #: Count of every event type since the key started (monotonic: for Prometheus counters).
     totals: Mapping[EventType, int]
@@ -81,7 +83,7 @@ class CommandMetrics:
     error_percent: float
     #: Calls admitted whose ``run`` has not returned (running, queued, or timed out and running).
     in_flight: int
-    #: The most calls in flight at once within the rolling window.
+    #: The most calls in flight at once within the rolling window (never less than now).
     rolling_max_in_flight: int
     zombies: int
     #: ``run`` alone, and the whole ask (admission to answer, fallback included).
