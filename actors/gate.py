@@ -352,10 +352,10 @@ class Gate:
     def in_flight(self) -> int:
         return self._bulkhead.in_flight
 
-    def replied(self, events: tuple[EventType, ...], latency: float) -> None:
+    def replied(self, events: tuple[EventType, ...], latency: float, thrown: bool) -> None:
         """An answer was delivered: count its events and the ask's latency."""
         with self._lock:
-            self.stats.replied(events, latency)
+            self.stats.replied(events, latency, thrown)
 
     def transitioned(self, transitions: tuple[Transition, ...]) -> None:
         with self._lock:

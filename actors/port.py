@@ -130,7 +130,7 @@ class CommandPort:
 
     def replied(self, reply: Reply) -> Reply:
         """Every answer passes here once: count its events and latency."""
-        self.gate.replied(reply.events, reply.latency)
+        self.gate.replied(reply.events, reply.latency, not reply.ok)
         return reply
 
     def hand_back(self, ticket: Ticket) -> None:

@@ -194,7 +194,7 @@ def _measure(plan: Plan) -> tuple[dict[str, Latency], dict[str, Throughput], lis
         success = (EventType.SUCCESS,)
 
         def record_metrics(i: int) -> object:
-            gate.replied(success, 1e-4)  # takes the gate's lock, as Ticket.answer does
+            gate.replied(success, 1e-4, False)  # takes the gate's lock, as Ticket.answer does
             stats.ran(1e-4)  # under the lock gate.finish already holds
             stats.counters.peak(MAX_IN_FLIGHT, 1)
             stats.counters.peak(MAX_ACTIVE, 1)

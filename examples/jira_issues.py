@@ -14,6 +14,12 @@ once JIRA is back, the next probe succeeds and the circuit closes.
     python examples/jira_issues.py            # about 32 seconds
     python examples/jira_issues.py --quick    # about 11 seconds (HYSTRIX_DEMO_QUICK=1 too)
 
+While it runs, the dashboard is served at http://127.0.0.1:8787/ (``--port``; another free port
+when 8787 is taken; the address is printed first): one tile for the command, one for its pool,
+updated live from ``/hystrix.stream``. ``--screenshot docs/dashboard.png`` saves a picture of
+the page during the outage (headless Debian ``chromium`` driven by Playwright; see
+``dashboard_camera.py``).
+
 Exits 1 unless the circuit opened and closed again by the end: the demo checks itself.
 """
 
@@ -30,18 +36,22 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
 from fake_jira import FakeJira, Mode
 
 from actors import Command, CommandConfig, CommandRegistry, EventType, Reply
+from actors.http import HttpServer, start_http_server
 from supervision import CircuitState, Transition
 
 KEY = "Get all Issues"
 CALLERS = 8
 PAUSE = 0.02  # seconds each caller rests between asks: keeps the load bounded
 SLOW_DELAY = 1.0  # seconds a slow JIRA takes to answer (the command gives up after 0.3)
+PORT = 8787  # the dashboard's, when free
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -66,6 +76,7 @@ class GetAllIssues(Command):
     """The seed article's command: search a project's issues; no answer in time means none."""
 
     key = KEY
+    group = "JIRA"  # the dashboard shows it beside the key
     config = CommandConfig(
         timeout=0.3,
         max_concurrent_requests=10,
@@ -166,7 +177,7 @@ def configure_logging(watch: Stopwatch) -> None:
     """Print the library's circuit transitions; drop its per-call events (the table counts them)."""
 
     def drop_per_call_events(logger: Any, method: str, event_dict: Any) -> Any:
-        if str(event_dict.get("event", "")).startswith("command."):
+        if str(event_dict.get("event", "")).startswith(("command.", "http.")):
             raise structlog.DropEvent
         return event_dict
 
@@ -218,8 +229,15 @@ def say(line: str) -> None:
 # -- the script -----------------------------------------------------------------------------------
 
 
-def play(phases: tuple[Phase, ...], jira: FakeJira, watch: Stopwatch, tally: Tally) -> None:
-    """Flip JIRA's mode on schedule and print one line per second."""
+def play(
+    phases: tuple[Phase, ...],
+    jira: FakeJira,
+    watch: Stopwatch,
+    tally: Tally,
+    cues: dict[int, Callable[[], None]] | None = None,
+) -> None:
+    """Flip JIRA's mode on schedule and print one line per second; ``cues[n]()`` runs after
+    second ``n``."""
     tick = 0
     phase_end = 0.0
     for phase in phases:
@@ -231,6 +249,27 @@ def play(phases: tuple[Phase, ...], jira: FakeJira, watch: Stopwatch, tally: Tal
             tick += 1
             time.sleep(max(0.0, watch.started + tick - time.monotonic()))
             say(row(watch, tally.take()))
+            if cues and tick in cues:
+                cues[tick]()
+
+
+def outage_second(phases: tuple[Phase, ...]) -> int:
+    """The second of the timeline to picture the outage at: halfway through JIRA being down."""
+    start = 0
+    for phase in phases:
+        if phase.mode is Mode.DOWN:
+            return start + max(1, round(phase.seconds / 2))
+        start += round(phase.seconds)
+    raise ValueError("the timeline has no outage")
+
+
+def serve_dashboard(port: int) -> HttpServer:
+    """The stream and the page for the default registry, on ``port`` or else any free port."""
+    try:
+        server, _ = start_http_server(port)
+    except OSError:  # taken: any free port will do
+        server, _ = start_http_server(0)
+    return server
 
 
 def verdict(transitions: list[tuple[float, str, Transition]], recovered_at: float) -> str | None:
@@ -257,9 +296,22 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("HYSTRIX_DEMO_QUICK", "") not in ("", "0"),
         help="a shorter timeline (about 11 s)",
     )
-    phases = timeline(parser.parse_args(argv).quick)
+    parser.add_argument(
+        "--port", type=int, default=PORT, help=f"the dashboard's port (default {PORT}; 0: any)"
+    )
+    parser.add_argument(
+        "--screenshot",
+        type=Path,
+        metavar="PATH",
+        help="save a PNG of the dashboard during the outage (needs chromium and Playwright)",
+    )
+    args = parser.parse_args(argv)
+    phases = timeline(args.quick)
     watch = Stopwatch()
     configure_logging(watch)
+    server = serve_dashboard(args.port)
+    url = f"http://127.0.0.1:{server.server_port}/"
+    say(f"dashboard: {url}")
 
     transitions: list[tuple[float, str, Transition]] = []
     CommandRegistry.subscribe(lambda key, moved: transitions.append((watch.elapsed(), key, moved)))
@@ -269,6 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     with FakeJira(slow_delay=SLOW_DELAY) as jira:
         CommandRegistry.register(GetAllIssues, jira.url)
         issues = CommandRegistry.ask(KEY, {"project": "ACME"})
+        camera = None
+        if args.screenshot is not None:
+            from dashboard_camera import Camera  # noqa: PLC0415 (needs Playwright)
+
+            camera = Camera(url, args.screenshot, KEY)
+            camera.start()
         say(f"JIRA at {jira.url}; ACME has {len(issues)} issues:")
         for issue in issues:
             say(f"    {issue['key']:<8} {issue['fields']['summary']}")
@@ -290,14 +348,17 @@ def main(argv: list[str] | None = None) -> int:
         ]
         for thread in threads:
             thread.start()
+        cues = {outage_second(phases): camera.shoot} if camera is not None else {}
         try:
-            play(phases, jira, watch, tally)
+            play(phases, jira, watch, tally, cues)
         finally:
             stop.set()
             for thread in threads:
                 thread.join(timeout=5.0)
             tally.take()
             problem = verdict(transitions, recovered_at=total - phases[-1].seconds)
+            shot = camera.finish() if camera is not None else None
+            server.shutdown()
             CommandRegistry.shutdown()
 
     say("\nSummary")
@@ -315,6 +376,10 @@ def main(argv: list[str] | None = None) -> int:
         say(f"  problem: {line}")
     if problem is None and tally.problems:
         problem = "some callers got no proper answer"
+    if camera is not None:
+        say(f"  screenshot: {args.screenshot}" if shot is None else f"  no screenshot: {shot}")
+        if problem is None and shot is not None:
+            problem = "the screenshot of the outage failed"
     if problem is not None:
         say(f"FAILED: {problem}")
         return 1

@@ -210,8 +210,11 @@ class CommandStats:
         #: Circuit transitions since the key started, by the state entered.
         self.transitions: dict[str, int] = {}
 
-    def replied(self, events: tuple[EventType, ...], latency: float) -> None:
-        """One answer was delivered, with its events and the ask's whole latency."""
+    def replied(self, events: tuple[EventType, ...], latency: float, thrown: bool) -> None:
+        """One answer was delivered, with its events and the ask's whole latency; ``thrown``:
+        it carried an error and no value (EXCEPTION_THROWN, as Hystrix counts it)."""
+        if thrown:
+            events = (*events, EventType.EXCEPTION_THROWN)
         self.counters.events(events)
         totals = self.totals
         for event in events:

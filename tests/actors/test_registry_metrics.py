@@ -134,6 +134,7 @@ EVERY_OUTCOME = counts(
     SHORT_CIRCUITED=1,
     FALLBACK_SUCCESS=4,
     FALLBACK_MISSING=1,
+    EXCEPTION_THROWN=2,  # the failure with no fallback, and the bad request: errors, no value
 )
 
 

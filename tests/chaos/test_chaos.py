@@ -48,8 +48,13 @@ def test_a_chaos_run_keeps_every_invariant() -> None:
     assert result.passed, result.summary()
     # The run really was chaotic: otherwise the invariants above prove nothing.
     assert result.issued > 1_000, result.summary()
-    for fault in ("kill_worker:crash", "kill_worker:stop", "kill_supervisor:crash", "resize"):
-        assert result.faults[fault] > 0, f"no {fault} injected: {result.summary()}"
+    # (each kind is drawn at random: a pair of kinds makes "none of either" vanishingly rare)
+    for either in (
+        ("kill_worker:crash", "kill_worker:stop"),
+        ("kill_supervisor:crash", "kill_supervisor:stop"),
+        ("resize", "retime"),
+    ):
+        assert any(result.faults[fault] > 0 for fault in either), f"no {either}: {result.summary()}"
     kinds = set(result.answers)
     for kind in ("success", "fallback(FAILURE)", "fallback(TIMEOUT)", "bad request"):
         assert kind in kinds, f"never answered {kind}: {result.summary()}"

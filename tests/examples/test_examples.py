@@ -62,6 +62,7 @@ def test_the_quick_demo_shows_the_circuit_opening_and_closing_again() -> None:
     rows = [line.split() for line in lines if line.split()[1:2] in (["healthy"], ["recovered"])]
     assert rows[-1][-2] == "closed", output
     assert "OK: the circuit opened" in done.stdout
+    assert lines[0].startswith("dashboard: http://127.0.0.1:"), output  # served while it runs
 
 
 # -- the fake JIRA ---------------------------------------------------------------------------------

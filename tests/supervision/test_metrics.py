@@ -396,13 +396,19 @@ def test_a_new_stats_holds_nothing(clock: FakeClock) -> None:
 def test_replied_counts_every_event_of_an_answer_and_its_latency(clock: FakeClock) -> None:
     stats = CommandStats(10.0, 10, clock)
 
-    stats.replied((S,), millis(3))
-    stats.replied((F, EventType.FALLBACK_SUCCESS), millis(5))
-    stats.replied((F, EventType.FALLBACK_MISSING), millis(7))
+    stats.replied((S,), millis(3), False)
+    stats.replied((F, EventType.FALLBACK_SUCCESS), millis(5), False)
+    stats.replied((F, EventType.FALLBACK_MISSING), millis(7), True)  # an error reached the caller
 
     counts = {event: stats.counters.count(event) for event in EventType}
     expected = dict.fromkeys(EventType, 0)
-    expected |= {S: 1, F: 2, EventType.FALLBACK_SUCCESS: 1, EventType.FALLBACK_MISSING: 1}
+    expected |= {
+        S: 1,
+        F: 2,
+        EventType.FALLBACK_SUCCESS: 1,
+        EventType.FALLBACK_MISSING: 1,
+        EventType.EXCEPTION_THROWN: 1,
+    }
     assert counts == expected
     assert stats.totals == expected
     total = stats.total.snapshot()
@@ -432,13 +438,13 @@ def test_ran_records_the_execute_latency_and_counts_the_run(clock: FakeClock) ->
 
 def test_lifetime_totals_never_drop_when_the_window_moves_on(clock: FakeClock) -> None:
     stats = CommandStats(10.0, 10, clock)
-    stats.replied((S,), millis(1))
-    stats.replied((EventType.TIMEOUT, EventType.FALLBACK_SUCCESS), 1.0)
+    stats.replied((S,), millis(1), False)
+    stats.replied((EventType.TIMEOUT, EventType.FALLBACK_SUCCESS), 1.0, False)
     stats.ran(millis(1))
     stats.counters.peak(MAX_IN_FLIGHT, 3)
 
     clock.advance(10.0)
-    stats.replied((S,), millis(1))
+    stats.replied((S,), millis(1), False)
 
     assert stats.counters.count(S) == 1
     assert stats.counters.count(EventType.TIMEOUT) == 0
@@ -456,9 +462,9 @@ def test_resized_starts_the_rolling_counters_afresh_and_keeps_the_rest(
 ) -> None:
     stats = CommandStats(10.0, 10, clock)
     for _ in range(3):
-        stats.replied((S,), millis(1))
+        stats.replied((S,), millis(1), False)
         stats.ran(millis(1))
-    stats.replied((F, EventType.FALLBACK_SUCCESS), millis(2))
+    stats.replied((F, EventType.FALLBACK_SUCCESS), millis(2), False)
     stats.counters.peak(MAX_IN_FLIGHT, 4)
     stats.largest_pool = 2
     stats.transitions["open"] = 1
@@ -479,7 +485,7 @@ def test_resized_starts_the_rolling_counters_afresh_and_keeps_the_rest(
 def test_resized_counters_have_the_new_shape(clock: FakeClock) -> None:
     stats = CommandStats(10.0, 10, clock)
     stats.resized(20.0, 4, clock)  # buckets 5 s wide
-    stats.replied((S,), millis(1))
+    stats.replied((S,), millis(1), False)
     stats.ran(millis(1))
     stats.counters.peak(MAX_IN_FLIGHT, 2)
 

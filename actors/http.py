@@ -1,0 +1,446 @@
+"""Serving the metrics over HTTP: the Hystrix stream, Prometheus and the dashboard page.
+
+Three ways, as prometheus_client offers them, with the same routes:
+
+* ``wsgi_app(registry)``: mount it in any WSGI server;
+* ``asgi_app(registry)``: pure ASGI 3 (asyncio), no framework needed;
+* ``start_http_server(port)``: the standard library's ``wsgiref`` on a daemon thread.
+
+Routes (GET only):
+
+* ``/hystrix.stream``: server-sent events, every ``interval`` seconds one ``HystrixCommand``
+  message per key and one ``HystrixThreadPool`` message per pool, then a ``ping:`` line.
+  ``?delay=<ms>`` changes the interval for that connection (Hystrix's parameter). Past
+  ``max_connections`` open streams: 503.
+* ``/metrics``: Prometheus text (OpenMetrics if the ``Accept`` header asks), when
+  prometheus_client is installed (the ``prometheus`` extra); 404 otherwise.
+* ``/`` (and ``/index.html``): the dashboard page, when ``actors.dashboard`` is installed.
+
+Each stream reads ``registry.all_metrics()`` once per tick and holds no lock between ticks. A
+registry that is shut down ends its streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import http
+import importlib
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from socketserver import ThreadingMixIn
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+
+from supervision.checks import check_int, check_number, show
+
+from .log import logger
+from .stream import PING, MetricsSource, batch, snapshots
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import CollectorRegistry
+
+__all__ = [
+    "MAX_DELAY_MS",
+    "MIN_DELAY_MS",
+    "AsgiApp",
+    "HttpServer",
+    "WsgiApp",
+    "asgi_app",
+    "start_http_server",
+    "wsgi_app",
+]
+
+#: The range ``?delay=`` accepts, in milliseconds.
+MIN_DELAY_MS = 10
+MAX_DELAY_MS = 60_000
+
+STREAM_PATH = "/hystrix.stream"
+METRICS_PATH = "/metrics"
+PAGE_PATHS = frozenset({"/", "/index.html"})
+
+_TEXT = "text/plain; charset=utf-8"
+_STREAM_HEADERS: tuple[tuple[str, str], ...] = (
+    ("Content-Type", "text/event-stream; charset=utf-8"),
+    ("Cache-Control", "no-cache, no-store, max-age=0, must-revalidate"),
+    ("Pragma", "no-cache"),
+)
+
+WsgiStartResponse = Callable[..., Any]
+AsgiMessage = MutableMapping[str, Any]
+AsgiReceive = Callable[[], Awaitable[AsgiMessage]]
+AsgiSend = Callable[[AsgiMessage], Awaitable[None]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Response:
+    """A whole response, sent at once."""
+
+    status: int
+    body: bytes
+    content_type: str = _TEXT
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def header_list(self) -> list[tuple[str, str]]:
+        return [("Content-Type", self.content_type), *self.headers]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Stream:
+    """The stream, one tick every ``interval`` seconds."""
+
+    interval: float
+
+
+def _text(status: int, message: str, *headers: tuple[str, str]) -> _Response:
+    return _Response(status, message.encode() + b"\n", _TEXT, headers)
+
+
+class _Endpoints:
+    """What the WSGI and ASGI apps share: routing, the ticks, the connection limit."""
+
+    def __init__(
+        self, registry: MetricsSource | None, *, interval: float, max_connections: int
+    ) -> None:
+        check_number("interval", interval, unit="seconds")
+        check_int("max_connections", max_connections, 1)
+        self.registry = registry
+        self.interval = float(interval)
+        self.max_connections = max_connections
+        self._lock = threading.Lock()
+        self._streams = 0
+        self._closed = threading.Event()
+        self._prometheus: CollectorRegistry | None = None
+
+    @property
+    def streams(self) -> int:
+        """Streams open now."""
+        return self._streams
+
+    def close(self) -> None:
+        """End the open streams (WSGI ones at once, ASGI ones at their next tick) and refuse new
+        ones (503)."""
+        self._closed.set()
+
+    # -- routing -------------------------------------------------------------------------------
+
+    def route(self, method: str, path: str, query: str, accept: str) -> _Response | _Stream:
+        if method != "GET":
+            return _text(405, f"{method} is not allowed: only GET", ("Allow", "GET"))
+        if path == STREAM_PATH:
+            return self._stream(query)
+        if path == METRICS_PATH:
+            return self._metrics(accept)
+        return self._dashboard(path)
+
+    def _stream(self, query: str) -> _Response | _Stream:
+        delays = parse_qs(query, keep_blank_values=True).get("delay")
+        if not delays:
+            return _Stream(self.interval)
+        delay = delays[-1]
+        try:
+            ms = int(delay)
+        except ValueError:
+            ms = -1
+        if not MIN_DELAY_MS <= ms <= MAX_DELAY_MS:
+            return _text(
+                400,
+                f"delay must be a whole number of milliseconds between {MIN_DELAY_MS} and "
+                f"{MAX_DELAY_MS}, got {show(delay)}",
+            )
+        return _Stream(ms / 1000)
+
+    def _metrics(self, accept: str) -> _Response:
+        module = _optional("actors.prometheus")
+        if isinstance(module, ImportError):
+            return _text(
+                404,
+                "Prometheus metrics need prometheus_client "
+                f"(pip install 'hystrix-actors[prometheus]'): {module}",
+            )
+        if self._prometheus is None:
+            self._prometheus = module.collector_registry(self.registry)
+        body, content_type = module.exposition(self._prometheus, accept)
+        return _Response(200, body, content_type)
+
+    def _dashboard(self, path: str) -> _Response:
+        module = _optional("actors.dashboard")
+        if isinstance(module, ImportError):
+            if path in PAGE_PATHS:
+                return _text(
+                    404, f"dashboard not installed ({module}): the stream is at hystrix.stream"
+                )
+            return _text(404, f"not found: {path}")
+        if path in PAGE_PATHS:
+            return _Response(200, bytes(module.page()), "text/html; charset=utf-8")
+        return _text(404, f"not found: {path}")
+
+    # -- streams -------------------------------------------------------------------------------
+
+    def open_stream(self) -> _Response | None:
+        """Take a connection slot (None), or the 503 to send."""
+        with self._lock:
+            if self._closed.is_set():
+                return _text(503, "the server is shutting down")
+            if self._streams >= self.max_connections:
+                logger.warning("stream.rejected", max_connections=self.max_connections)
+                return _text(
+                    503,
+                    f"hystrix.stream: at most {self.max_connections} concurrent connections; "
+                    "try again later",
+                )
+            self._streams += 1
+            streams = self._streams
+        logger.debug("stream.opened", streams=streams)
+        return None
+
+    def close_stream(self) -> None:
+        with self._lock:
+            self._streams -= 1
+            streams = self._streams
+        logger.debug("stream.closed", streams=streams)
+
+    def tick(self) -> bytes | None:
+        """One batch and a ping; None when the stream should end."""
+        if self._closed.is_set():
+            return None
+        try:
+            metrics = snapshots(self.registry)
+        except Exception as error:  # a shut-down registry, or a bug: end this stream
+            logger.warning("stream.ended", error=repr(error))
+            return None
+        return batch(metrics) + PING
+
+    def wait(self, interval: float) -> bool:
+        """Sleep until the next tick; True if the endpoints were closed meanwhile."""
+        return self._closed.wait(interval)
+
+
+def _optional(name: str) -> ModuleType | ImportError:
+    """The module, or why it cannot be imported (it, or what it needs, is not installed)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        return error
+
+
+# -- WSGI ----------------------------------------------------------------------------------------
+
+
+class _WsgiStream:
+    """The stream's body for WSGI: one tick per item; ``close()`` frees the connection slot."""
+
+    def __init__(self, endpoints: _Endpoints, interval: float) -> None:
+        self._endpoints = endpoints
+        self._interval = interval
+        self._started = False
+        self._open = True
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._open and self._started and self._endpoints.wait(self._interval):
+            self.close()
+        self._started = True
+        chunk = self._endpoints.tick() if self._open else None
+        if chunk is None:
+            self.close()
+            raise StopIteration
+        return chunk
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._endpoints.close_stream()
+
+
+class WsgiApp(_Endpoints):
+    """A WSGI application serving the stream, ``/metrics`` and the dashboard page."""
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: WsgiStartResponse
+    ) -> Iterable[bytes]:
+        response = self.route(
+            environ.get("REQUEST_METHOD", "GET"),
+            environ.get("PATH_INFO", "") or "/",
+            environ.get("QUERY_STRING", ""),
+            environ.get("HTTP_ACCEPT", ""),
+        )
+        if isinstance(response, _Stream):
+            refused = self.open_stream()
+            if refused is None:
+                start_response(_status(200), list(_STREAM_HEADERS))
+                return _WsgiStream(self, response.interval)
+            response = refused
+        start_response(_status(response.status), response.header_list())
+        return [response.body]
+
+
+def _status(code: int) -> str:
+    return f"{code} {http.HTTPStatus(code).phrase}"
+
+
+def wsgi_app(
+    registry: MetricsSource | None = None, *, interval: float = 0.5, max_connections: int = 5
+) -> WsgiApp:
+    """A WSGI app for ``registry`` (None: the default ``CommandRegistry``); ``interval`` seconds
+    between ticks, at most ``max_connections`` streams at once. ``app.close()`` ends them."""
+    return WsgiApp(registry, interval=interval, max_connections=max_connections)
+
+
+# -- ASGI ----------------------------------------------------------------------------------------
+
+
+async def _disconnected(receive: AsgiReceive) -> None:
+    """Returns when the client has gone away."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class AsgiApp(_Endpoints):
+    """An ASGI 3 application (asyncio) with the routes of ``WsgiApp``.
+
+    A stream ends when the client disconnects (``http.disconnect``), when the registry is shut
+    down, or at its next tick after ``close()`` (also called on the lifespan's shutdown).
+    ``all_metrics()`` runs on a worker thread, never on the event loop.
+    """
+
+    async def __call__(self, scope: AsgiMessage, receive: AsgiReceive, send: AsgiSend) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        headers = dict(scope.get("headers") or [])
+        response = self.route(
+            scope.get("method", "GET"),
+            scope.get("path", "") or "/",
+            bytes(scope.get("query_string", b"")).decode("latin-1"),
+            bytes(headers.get(b"accept", b"")).decode("latin-1"),
+        )
+        if isinstance(response, _Stream):
+            refused = self.open_stream()
+            if refused is None:
+                try:
+                    await self._stream_to(receive, send, response.interval)
+                finally:
+                    self.close_stream()
+                return
+            response = refused
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": _encode(response.header_list()),
+            }
+        )
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def _stream_to(self, receive: AsgiReceive, send: AsgiSend, interval: float) -> None:
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": _encode(_STREAM_HEADERS)}
+        )
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            while True:
+                chunk = await asyncio.to_thread(self.tick)
+                if gone.done():
+                    return
+                if chunk is None:
+                    break
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                done, _ = await asyncio.wait({gone}, timeout=interval)
+                if done:
+                    return
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:  # the client went away mid-send (ASGI servers raise OSError subclasses)
+            return
+        finally:
+            gone.cancel()
+
+    async def _lifespan(self, receive: AsgiReceive, send: AsgiSend) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _encode(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+
+
+def asgi_app(
+    registry: MetricsSource | None = None, *, interval: float = 0.5, max_connections: int = 5
+) -> AsgiApp:
+    """An ASGI app for ``registry`` (None: the default ``CommandRegistry``); see ``wsgi_app``."""
+    return AsgiApp(registry, interval=interval, max_connections=max_connections)
+
+
+# -- the standalone server -----------------------------------------------------------------------
+
+
+#: Seconds between the server loop's checks for ``shutdown()``: how long shutting down takes.
+_POLL_INTERVAL = 0.05
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Logs requests through structlog at debug instead of writing them to stderr."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("http.request", request=format % args, client=self.client_address[0])
+
+
+class HttpServer(ThreadingMixIn, WSGIServer):
+    """``wsgiref``'s server, one daemon thread per connection, serving a ``WsgiApp``."""
+
+    daemon_threads = True
+
+    def __init__(
+        self, address: tuple[str, int], app: WsgiApp, family: socket.AddressFamily
+    ) -> None:
+        self.address_family = family
+        super().__init__(address, _QuietHandler)
+        self.app = app
+        self.set_app(app)
+
+    def shutdown(self) -> None:
+        """End the open streams at once, stop serving and close the socket."""
+        self.app.close()
+        super().shutdown()
+        self.server_close()
+
+
+def start_http_server(
+    port: int,
+    addr: str = "127.0.0.1",
+    registry: MetricsSource | None = None,
+    *,
+    interval: float = 0.5,
+    max_connections: int = 5,
+) -> tuple[HttpServer, threading.Thread]:
+    """Serve ``wsgi_app(registry, ...)`` on ``addr:port`` from a daemon thread.
+
+    ``port=0`` picks a free port: read it from ``server.server_port``. ``server.shutdown()``
+    ends open streams, stops the thread and closes the socket.
+    """
+    check_int("port", port, 0, 65_535)
+    app = wsgi_app(registry, interval=interval, max_connections=max_connections)
+    family = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM)[0][0]
+    server = HttpServer((addr, port), app, family)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": _POLL_INTERVAL},
+        name=f"hystrix-http:{server.server_port}",
+        daemon=True,
+    )
+    thread.start()
+    logger.info("http.started", addr=addr, port=server.server_port)
+    return server, thread

@@ -1,0 +1,212 @@
+"""Prometheus metrics for every command key (needs the ``prometheus`` extra: prometheus_client).
+
+A custom collector: nothing is recorded on the call path; each scrape reads
+``registry.all_metrics()`` once and turns the snapshots into metric families::
+
+    from actors.prometheus import register_metrics
+    register_metrics()          # the default registry, into prometheus_client's REGISTRY
+
+Every metric has the label ``command`` (the key) and one prefix (``hystrix`` by default):
+
+* ``hystrix_events_total{event}``: counter, every event type since the key started (monotonic,
+  for ``rate()``); ``hystrix_rolling_events{event}``: gauge, the same within the rolling window
+  (what the breaker and the dashboard see; it goes down as buckets expire, so it is no counter).
+* ``hystrix_circuit_transitions_total{state}``: counter, transitions into each state.
+* ``hystrix_circuit_state{state}``, ``hystrix_status{status}``: 1 for the current one, 0 else.
+* ``hystrix_error_ratio``: the breaker's error share in the window (0-1).
+* ``hystrix_in_flight``, ``hystrix_queue``, ``hystrix_zombies``: gauges.
+* ``hystrix_latency_seconds{kind,quantile}`` and ``hystrix_latency_mean_seconds{kind}``: gauges
+  over the rolling latency window, ``kind`` "execute" (``run`` alone) or "total" (the whole ask).
+  Gauges, not a Prometheus summary: a summary's ``_count`` and ``_sum`` must be lifetime sums.
+* ``hystrix_pool_workers``, ``hystrix_pool_active_workers``, ``hystrix_pool_max_workers``:
+  gauges; ``hystrix_pool_completed_total``: counter.
+* ``hystrix_command_info{group,thread_pool}``: 1, to join the group onto other metrics.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
+
+from supervision import CircuitState, EventType
+from supervision.checks import show
+from supervision.snapshot import PERCENTILES, CommandMetrics, Latency
+
+from .stream import MetricsSource, snapshots
+
+__all__ = ["HystrixCollector", "collector_registry", "exposition", "register_metrics"]
+
+#: The statuses a key can have (``CommandMetrics.status``).
+STATUSES: tuple[str, ...] = ("up", "restarting", "down")
+
+_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+
+def _quantile(percentile: str) -> str:
+    """Hystrix's percentile key as a Prometheus quantile label: "99.5" -> "0.995"."""
+    return format(float(percentile) / 100, "g")
+
+
+class _Families:
+    """One scrape's metric families, by name, filled key by key."""
+
+    def __init__(self, prefix: str) -> None:
+        p = prefix
+        self.events = CounterMetricFamily(
+            f"{p}_events", "Events since the key started.", labels=["command", "event"]
+        )
+        self.rolling = GaugeMetricFamily(
+            f"{p}_rolling_events",
+            "Events within the rolling window (goes down as buckets expire).",
+            labels=["command", "event"],
+        )
+        self.transitions = CounterMetricFamily(
+            f"{p}_circuit_transitions",
+            "Circuit transitions since the key started, by the state entered.",
+            labels=["command", "state"],
+        )
+        self.state = GaugeMetricFamily(
+            f"{p}_circuit_state",
+            "1 for the circuit's current state, 0 for the others.",
+            labels=["command", "state"],
+        )
+        self.status = GaugeMetricFamily(
+            f"{p}_status",
+            "1 for the key's current status (up, restarting, down), 0 for the others.",
+            labels=["command", "status"],
+        )
+        self.error_ratio = GaugeMetricFamily(
+            f"{p}_error_ratio",
+            "Errors / requests in the rolling window, as the breaker counts them.",
+            labels=["command"],
+        )
+        self.in_flight = GaugeMetricFamily(
+            f"{p}_in_flight",
+            "Calls admitted whose run has not returned (running, queued or timed out).",
+            labels=["command"],
+        )
+        self.queue = GaugeMetricFamily(
+            f"{p}_queue", "Calls admitted and waiting for a worker.", labels=["command"]
+        )
+        self.zombies = GaugeMetricFamily(
+            f"{p}_zombies",
+            "Workers abandoned while stuck in run, not yet returned.",
+            labels=["command"],
+        )
+        self.latency = GaugeMetricFamily(
+            f"{p}_latency_seconds",
+            "Latency quantiles over the rolling latency window (execute: run; total: the ask).",
+            labels=["command", "kind", "quantile"],
+        )
+        self.latency_mean = GaugeMetricFamily(
+            f"{p}_latency_mean_seconds",
+            "Mean latency over the rolling latency window.",
+            labels=["command", "kind"],
+        )
+        self.workers = GaugeMetricFamily(
+            f"{p}_pool_workers", "Worker actors alive.", labels=["command"]
+        )
+        self.active = GaugeMetricFamily(
+            f"{p}_pool_active_workers", "Workers running a call.", labels=["command"]
+        )
+        self.max_workers = GaugeMetricFamily(
+            f"{p}_pool_max_workers",
+            "The pool's limit (max_concurrent_requests).",
+            labels=["command"],
+        )
+        self.completed = CounterMetricFamily(
+            f"{p}_pool_completed",
+            "Calls that ran on a worker since the key started.",
+            labels=["command"],
+        )
+        self.info = GaugeMetricFamily(
+            f"{p}_command_info",
+            "1 per key, with its group and thread pool.",
+            labels=["command", "group", "thread_pool"],
+        )
+
+    def all(self) -> list[Metric]:
+        return [value for value in vars(self).values() if isinstance(value, Metric)]
+
+    def add(self, m: CommandMetrics) -> None:
+        key = m.key
+        for event in EventType:
+            self.events.add_metric([key, event.value], m.totals.get(event, 0))
+            self.rolling.add_metric([key, event.value], m.counts.get(event, 0))
+        for state in CircuitState:
+            self.transitions.add_metric([key, state.value], m.transitions.get(state.value, 0))
+            self.state.add_metric([key, state.value], 1 if m.state is state else 0)
+        for status in STATUSES:
+            self.status.add_metric([key, status], 1 if m.status == status else 0)
+        self.error_ratio.add_metric([key], m.error_percent / 100)
+        self.in_flight.add_metric([key], m.in_flight)
+        self.queue.add_metric([key], m.pool.queued)
+        self.zombies.add_metric([key], m.zombies)
+        self._latency(key, "execute", m.latency_execute)
+        self._latency(key, "total", m.latency_total)
+        self.workers.add_metric([key], m.pool.pool_size)
+        self.active.add_metric([key], m.pool.active)
+        self.max_workers.add_metric([key], m.pool.max_pool_size)
+        self.completed.add_metric([key], m.pool.completed)
+        self.info.add_metric([key, m.group, m.pool.name], 1)
+
+    def _latency(self, key: str, kind: str, latency: Latency) -> None:
+        for percentile in PERCENTILES:
+            value = latency.percentiles.get(percentile, 0.0)
+            self.latency.add_metric([key, kind, _quantile(percentile)], value)
+        self.latency_mean.add_metric([key, kind], latency.mean)
+
+
+class HystrixCollector(Collector):
+    """Reads ``source.all_metrics()`` at scrape time (None: the default registry)."""
+
+    def __init__(self, source: MetricsSource | None = None, *, prefix: str = "hystrix") -> None:
+        if not isinstance(prefix, str) or not _NAME.fullmatch(prefix):
+            msg = (
+                "prefix must be a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*), "
+                f"got {show(prefix)}"
+            )
+            raise ValueError(msg)
+        self._source = source
+        self._prefix = prefix
+
+    def describe(self) -> Iterable[Metric]:
+        """The families without samples: registering reads no metrics (nor starts a registry)."""
+        return _Families(self._prefix).all()
+
+    def collect(self) -> Iterator[Metric]:
+        families = _Families(self._prefix)
+        for m in snapshots(self._source):
+            families.add(m)
+        yield from families.all()
+
+
+def register_metrics(
+    registry: MetricsSource | None = None,
+    *,
+    prometheus_registry: CollectorRegistry = REGISTRY,
+    prefix: str = "hystrix",
+) -> HystrixCollector:
+    """Register a ``HystrixCollector`` for ``registry`` (None: the default ``CommandRegistry``)
+    into ``prometheus_registry``; returns it (``prometheus_registry.unregister`` removes it)."""
+    collector = HystrixCollector(registry, prefix=prefix)
+    prometheus_registry.register(collector)
+    return collector
+
+
+def collector_registry(source: MetricsSource | None = None) -> CollectorRegistry:
+    """A private ``CollectorRegistry`` holding only a ``HystrixCollector`` for ``source``."""
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(HystrixCollector(source))
+    return registry
+
+
+def exposition(registry: CollectorRegistry, accept: str = "") -> tuple[bytes, str]:
+    """The scrape body and its content type, in the format the ``Accept`` header asks for
+    (Prometheus text by default, OpenMetrics when asked)."""
+    encoder, content_type = choose_encoder(accept)
+    return encoder(registry), content_type

@@ -1,0 +1,788 @@
+"""Serving the stream, ``/metrics`` and the page: end to end over a real socket, and the WSGI
+and ASGI apps driven directly (wsgiref's validator; a small in-test ASGI server)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import http.client
+import json
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+from wsgiref.util import setup_testing_defaults
+from wsgiref.validate import validator
+
+import pytest
+from probe import WAIT, Probe
+from prometheus_client.parser import text_string_to_metric_families
+from sample_metrics import Source, sample
+
+import actors.dashboard
+from actors import Command, CommandConfig, CommandError, CommandRegistry
+from actors.http import AsgiApp, HttpServer, WsgiApp, asgi_app, start_http_server, wsgi_app
+from actors.stream import PING
+from supervision import SupervisionPolicy
+
+# -- reading a stream ----------------------------------------------------------------------------
+
+
+class EventReader:
+    """Reads server-sent events off an HTTP response: messages, and ``None`` for a ping."""
+
+    def __init__(self, response: http.client.HTTPResponse) -> None:
+        self.response = response
+
+    def event(self) -> dict[str, Any] | None:
+        while True:
+            line = self.response.readline()  # bounded by the connection's socket timeout
+            if not line:
+                raise EOFError("the stream ended")
+            if line == b"\n":
+                continue
+            if line.startswith(b"data: "):
+                message: dict[str, Any] = json.loads(line[len(b"data: ") :])
+                return message
+            assert line == b"ping: \n", line
+            return None
+
+    def batch(self) -> list[dict[str, Any]]:
+        """The messages of one tick (up to its ping)."""
+        messages = []
+        while (message := self.event()) is not None:
+            messages.append(message)
+        return messages
+
+    def until_keys(self, keys: set[str], ticks: int = 50) -> dict[tuple[str, str], Any]:
+        """The latest message of each (type, name) once every key's command and pool showed."""
+        seen: dict[tuple[str, str], Any] = {}
+        for _ in range(ticks):
+            for message in self.batch():
+                seen[message["type"], message["name"]] = message
+            wanted = {("HystrixCommand", k) for k in keys} | {
+                ("HystrixThreadPool", k) for k in keys
+            }
+            if wanted <= set(seen):
+                return seen
+        pytest.fail(f"never saw every key of {sorted(keys)} in {ticks} ticks: {sorted(seen)}")
+
+
+def get(
+    server: HttpServer, path: str, method: str = "GET", headers: dict[str, str] | None = None
+) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=WAIT)
+    connection.request(method, path, headers=headers or {})
+    return connection, connection.getresponse()
+
+
+# -- what the end-to-end tests make happen -------------------------------------------------------
+
+
+class Dependency(Command):
+    key = "ok"
+    group = "Issues"
+
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
+
+    def run(self, payload: Any) -> Any:
+        if payload == "fail":
+            raise RuntimeError("boom")
+        if payload == "hang":
+            self.probe.entered.release()
+            self.probe.release.wait(WAIT)
+            return "released"
+        return "ok"
+
+    def fallback(self, payload: Any, error: BaseException) -> Any:
+        return "fallback"
+
+
+class Flaky(Dependency):
+    key = "flaky"
+    group = None  # the dashboard shows the command class's module
+
+
+class Slow(Dependency):
+    key = "slow"
+    # A long grace: the stuck worker is not abandoned (and its slot freed) during the test.
+    config = CommandConfig(timeout=0.05, supervision=SupervisionPolicy(zombie_grace=60.0))
+
+
+class Busy(Dependency):
+    key = "busy"
+    config = CommandConfig(max_concurrent_requests=1, timeout=WAIT)
+
+
+class Forced(Dependency):
+    key = "forced"
+    config = CommandConfig(force_open=True)
+
+
+class Bare(Command):
+    """No fallback: a failure reaches the caller."""
+
+    key = "bare"
+
+    def run(self, payload: Any) -> Any:
+        raise RuntimeError("boom")
+
+
+KEYS = {"ok", "flaky", "slow", "busy", "forced", "bare"}
+
+
+@pytest.fixture
+def probe(registry: CommandRegistry) -> Iterator[Probe]:
+    """Depends on ``registry`` so its teardown (releasing hung runs) comes before shutdown."""
+    probe = Probe()
+    for command_class in (Dependency, Flaky, Slow, Busy, Forced):
+        registry.register(command_class, probe)
+    registry.register(Bare)
+    yield probe
+    probe.release.set()
+
+
+@pytest.fixture
+def happened(registry: CommandRegistry, probe: Probe) -> None:
+    """Three successes, a failure with a fallback, a timeout, a rejection, a short-circuit and a
+    failure without a fallback; two calls are left hanging (the timed-out one and the busy one)."""
+    for _ in range(3):
+        assert registry.ask("ok", "ok") == "ok"
+    assert registry.ask("flaky", "fail") == "fallback"
+    assert registry.ask("slow", "hang") == "fallback"
+    probe.wait_entered()
+    registry.ask("busy", "hang", block=False)
+    probe.wait_entered()
+    assert registry.ask("busy", "ok") == "fallback"
+    assert registry.ask("forced", "ok") == "fallback"
+    with pytest.raises(RuntimeError, match="boom"):
+        registry.ask("bare", None)
+
+
+@pytest.fixture
+def server(registry: CommandRegistry) -> Iterator[HttpServer]:
+    server, thread = start_http_server(0, registry=registry, interval=0.05)
+    yield server
+    server.shutdown()
+    thread.join(WAIT)
+    assert not thread.is_alive()
+
+
+# -- end to end ----------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("happened")
+def test_the_stream_shows_what_each_key_did(server: HttpServer) -> None:
+    connection, response = get(server, "/hystrix.stream")
+    assert response.status == 200
+    assert response.getheader("Content-Type") == "text/event-stream; charset=utf-8"
+    assert "no-cache" in response.getheader("Cache-Control", "")
+
+    seen = EventReader(response).until_keys(KEYS)
+    connection.close()
+
+    command = {key: seen["HystrixCommand", key] for key in KEYS}
+    pool = {key: seen["HystrixThreadPool", key] for key in KEYS}
+    ok, flaky, slow, busy, forced, bare = (
+        command[k] for k in ("ok", "flaky", "slow", "busy", "forced", "bare")
+    )
+    assert (ok["group"], flaky["group"], bare["group"]) == ("Issues", __name__, __name__)
+    assert (ok["rollingCountSuccess"], ok["requestCount"], ok["errorCount"]) == (3, 3, 0)
+    assert ok["errorPercentage"] == 0
+    assert ok["isCircuitBreakerOpen"] is False
+    assert ok["circuitState"] == "closed"
+    assert ok["currentConcurrentExecutionCount"] == 0
+    assert ok["rollingMaxConcurrentExecutionCount"] == 1
+    assert ok["threadPool"] == "ok"
+    assert pool["ok"]["rollingCountThreadsExecuted"] == 3
+    assert pool["ok"]["currentCompletedTaskCount"] == 3
+    assert pool["ok"]["currentPoolSize"] >= 1  # a worker may not have parked before the next ask
+
+    assert (flaky["rollingCountFailure"], flaky["rollingCountFallbackSuccess"]) == (1, 1)
+    assert (flaky["errorCount"], flaky["requestCount"], flaky["errorPercentage"]) == (1, 1, 100)
+
+    assert (slow["rollingCountTimeout"], slow["rollingCountFallbackSuccess"]) == (1, 1)
+    assert slow["propertyValue_executionTimeoutInMilliseconds"] == 50
+    assert slow["currentConcurrentExecutionCount"] == 1  # run goes on after its timeout
+    assert slow["latencyTotal"]["100"] >= 45  # the caller waited out the 50 ms deadline
+    assert slow["rollingCountSuccess"] == 0
+
+    assert (busy["rollingCountThreadPoolRejected"], busy["rollingCountFallbackSuccess"]) == (1, 1)
+    assert busy["currentConcurrentExecutionCount"] == 1
+    assert pool["busy"]["currentActiveCount"] == 1
+    assert pool["busy"]["rollingCountCommandRejections"] == 1
+    assert pool["busy"]["currentMaximumPoolSize"] == 1
+
+    assert (forced["rollingCountShortCircuited"], forced["rollingCountFallbackSuccess"]) == (1, 1)
+    assert forced["isCircuitBreakerOpen"] is True
+    assert forced["circuitState"] == "open"
+    assert forced["propertyValue_circuitBreakerForceOpen"] is True
+    assert forced["requestCount"] == 0  # a short-circuit is not a request
+
+    assert (bare["rollingCountFailure"], bare["rollingCountFallbackMissing"]) == (1, 1)
+    for message in command.values():
+        assert message["reportingHosts"] == 1
+        assert message["status"] == "up"
+
+
+@pytest.mark.usefixtures("happened")
+def test_a_failure_without_fallback_counts_as_an_exception_thrown(server: HttpServer) -> None:
+    connection, response = get(server, "/hystrix.stream")
+    seen = EventReader(response).until_keys({"bare"})
+    connection.close()
+
+    assert seen["HystrixCommand", "bare"]["rollingCountExceptionsThrown"] == 1
+
+
+def test_every_tick_is_a_batch_of_every_key_then_a_ping(
+    registry: CommandRegistry, server: HttpServer
+) -> None:
+    registry.do("a", lambda: 1)
+    registry.do("b", lambda: 2)
+    connection, response = get(server, "/hystrix.stream")
+    reader = EventReader(response)
+
+    batches = [reader.batch() for _ in range(3)]
+    connection.close()
+
+    for messages in batches:
+        assert [(m["type"], m["name"]) for m in messages] == [
+            ("HystrixCommand", "a"),
+            ("HystrixCommand", "b"),
+            ("HystrixThreadPool", "a"),
+            ("HystrixThreadPool", "b"),
+        ]
+
+
+def test_a_stream_without_keys_sends_pings(server: HttpServer) -> None:
+    connection, response = get(server, "/hystrix.stream")
+    reader = EventReader(response)
+
+    assert [reader.event() for _ in range(3)] == [None, None, None]
+    connection.close()
+
+
+def test_the_stream_shows_calls_made_after_it_opened(
+    registry: CommandRegistry, server: HttpServer
+) -> None:
+    registry.do("later", lambda: 1)
+    connection, response = get(server, "/hystrix.stream")
+    reader = EventReader(response)
+    assert reader.until_keys({"later"})["HystrixCommand", "later"]["rollingCountSuccess"] == 1
+
+    registry.do("later", lambda: 1)
+
+    for _ in range(50):
+        commands = [m for m in reader.batch() if m["type"] == "HystrixCommand"]
+        if [m["rollingCountSuccess"] for m in commands] == [2]:
+            break
+    else:
+        pytest.fail("the second success never showed")
+    connection.close()
+
+
+def test_past_the_connection_limit_a_stream_is_refused_with_503(registry: CommandRegistry) -> None:
+    server, thread = start_http_server(0, registry=registry, interval=0.05, max_connections=1)
+    try:
+        _, response = get(server, "/hystrix.stream")
+        EventReader(response).event()  # the first stream is being served
+
+        second, refused = get(server, "/hystrix.stream")
+        assert refused.status == 503
+        assert b"at most 1 concurrent connections" in refused.read()
+        second.close()
+    finally:
+        server.shutdown()
+        thread.join(WAIT)
+
+
+def test_a_client_that_goes_away_frees_its_slot(
+    registry: CommandRegistry, eventually: Callable[..., None]
+) -> None:
+    server, thread = start_http_server(0, registry=registry, interval=0.05, max_connections=1)
+    try:
+        first, response = get(server, "/hystrix.stream")
+        EventReader(response).event()
+        assert server.app.streams == 1
+
+        response.close()
+        first.close()
+
+        eventually(lambda: server.app.streams == 0, within=WAIT, what="the slot was freed")
+        again, response = get(server, "/hystrix.stream")
+        assert response.status == 200
+        again.close()
+    finally:
+        server.shutdown()
+        thread.join(WAIT)
+
+
+def test_delay_sets_this_stream_s_interval(registry: CommandRegistry) -> None:
+    server, thread = start_http_server(0, registry=registry, interval=60.0)
+    try:
+        connection, response = get(server, "/hystrix.stream?delay=20")
+        reader = EventReader(response)
+        # Three ticks within the socket timeout: at 60 s a tick, the second would time out.
+        assert [reader.event() for _ in range(3)] == [None, None, None]
+        connection.close()
+    finally:
+        server.shutdown()
+        thread.join(WAIT)
+
+
+def test_shutdown_ends_open_streams_at_once(registry: CommandRegistry) -> None:
+    server, thread = start_http_server(0, registry=registry, interval=60.0)
+    connection, response = get(server, "/hystrix.stream")
+    reader = EventReader(response)
+    reader.event()
+
+    server.shutdown()
+
+    assert response.read().strip() == b""  # the end, well within the socket timeout
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    connection.close()
+
+
+def test_a_registry_shut_down_ends_its_streams() -> None:
+    registry = CommandRegistry()
+    server, thread = start_http_server(0, registry=registry, interval=0.05)
+    try:
+        connection, response = get(server, "/hystrix.stream")
+        EventReader(response).event()
+
+        registry.shutdown()
+
+        assert response.read().strip() == b""
+        connection.close()
+    finally:
+        server.shutdown()
+        thread.join(WAIT)
+
+
+@pytest.mark.usefixtures("happened")
+def test_metrics_over_http_are_prometheus_text(server: HttpServer) -> None:
+    connection, response = get(server, "/metrics")
+    body = response.read().decode()
+    connection.close()
+
+    assert response.status == 200
+    assert response.getheader("Content-Type", "").startswith("text/plain; version=0.0.4")
+    samples = {
+        (s.name, s.labels.get("command"), s.labels.get("event")): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+    }
+    assert samples["hystrix_events_total", "ok", "SUCCESS"] == 3
+    assert samples["hystrix_events_total", "busy", "THREAD_POOL_REJECTED"] == 1
+    assert samples["hystrix_in_flight", "slow", None] == 1
+
+
+def test_the_page_is_served_at_the_root(server: HttpServer) -> None:
+    connection, response = get(server, "/")
+    body = response.read()
+    connection.close()
+
+    assert response.status == 200
+    assert response.getheader("Content-Type") == "text/html; charset=utf-8"
+    assert body == actors.dashboard.page()
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [("GET", "/nope", 404), ("POST", "/", 405)])
+def test_other_requests_are_refused(
+    server: HttpServer, method: str, path: str, status: int
+) -> None:
+    connection, response = get(server, path, method=method)
+    response.read()
+    connection.close()
+
+    assert response.status == status
+
+
+def test_the_server_binds_where_asked_and_picks_a_free_port(registry: CommandRegistry) -> None:
+    server, thread = start_http_server(0, "127.0.0.1", registry)
+    try:
+        assert server.server_port > 0
+        assert server.server_address[0] == "127.0.0.1"
+        assert thread.daemon
+    finally:
+        server.shutdown()
+        thread.join(WAIT)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("interval", 0, "interval must be a finite number of seconds > 0, got 0"),
+        ("max_connections", 0, "max_connections must be an integer >= 1, got 0"),
+    ],
+)
+def test_bad_options_are_refused_with_their_name(option: str, value: Any, message: str) -> None:
+    for make in (wsgi_app, asgi_app):
+        with pytest.raises(ValueError, match=message):
+            make(Source(), **{option: value})
+    with pytest.raises(ValueError, match="port must be an integer between 0 and 65535"):
+        start_http_server(-1)
+
+
+# -- the WSGI and ASGI apps, driven directly -----------------------------------------------------
+
+
+@dataclasses.dataclass
+class Response:
+    status: int
+    #: Names in lower case (as ASGI sends them).
+    headers: dict[str, str]
+    body: bytes
+
+
+def call_wsgi(
+    app: WsgiApp, path: str, query: str = "", method: str = "GET", accept: str = ""
+) -> Response:
+    environ: dict[str, Any] = {}
+    setup_testing_defaults(environ)
+    environ.update(REQUEST_METHOD=method, PATH_INFO=path, QUERY_STRING=query, HTTP_ACCEPT=accept)
+    started: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        started.update(
+            status=int(status.split(maxsplit=1)[0]), headers={k.lower(): v for k, v in headers}
+        )
+        return lambda data: None
+
+    body = validator(app)(environ, start_response)
+    try:
+        data = b"".join(body)
+    finally:
+        body.close()  # type: ignore[attr-defined]
+    return Response(started["status"], started["headers"], data)
+
+
+class AsgiServer:
+    """Plays an ASGI server for one request; disconnects once ``until(body so far)`` holds."""
+
+    def __init__(self, app: AsgiApp) -> None:
+        self.app = app
+        self.messages: list[dict[str, Any]] = []
+        self.disconnect = asyncio.Event()
+        self.sent = asyncio.Event()
+
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.messages[1:])
+
+    async def request(
+        self,
+        path: str,
+        query: str = "",
+        method: str = "GET",
+        accept: str = "",
+        until: Callable[[bytes], bool] = lambda body: False,
+    ) -> Response:
+        requested = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal requested
+            if not requested:
+                requested = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await self.disconnect.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            assert not self.disconnect.is_set(), f"sent after the disconnect: {message}"
+            self.messages.append(message)
+            self.sent.set()
+            if until(self.body()):
+                self.disconnect.set()
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": query.encode(),
+            "root_path": "",
+            "headers": [(b"accept", accept.encode())] if accept else [],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8080),
+        }
+        await asyncio.wait_for(self.app(scope, receive, send), WAIT)
+        start = self.messages[0]
+        assert start["type"] == "http.response.start"
+        headers = {k.decode(): v.decode() for k, v in start["headers"]}
+        return Response(start["status"], headers, self.body())
+
+
+def call_asgi(
+    app: AsgiApp, path: str, query: str = "", method: str = "GET", accept: str = ""
+) -> Response:
+    return asyncio.run(AsgiServer(app).request(path, query, method, accept))
+
+
+APPS = [
+    pytest.param(wsgi_app, call_wsgi, id="wsgi"),
+    pytest.param(asgi_app, call_asgi, id="asgi"),
+]
+
+
+@pytest.mark.parametrize(("make", "call"), APPS)
+def test_metrics_are_prometheus_text_or_openmetrics_as_accepted(make: Any, call: Any) -> None:
+    app = make(Source(sample("a")))
+
+    text = call(app, "/metrics")
+    openmetrics = call(app, "/metrics", accept="application/openmetrics-text")
+
+    assert text.status == 200
+    assert text.headers["content-type"].startswith("text/plain; version=0.0.4")
+    names = {f.name for f in text_string_to_metric_families(text.body.decode())}
+    assert {"hystrix_events", "hystrix_circuit_state", "hystrix_latency_seconds"} <= names
+    assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
+    assert openmetrics.body.endswith(b"# EOF\n")
+
+
+@pytest.mark.parametrize(("make", "call"), APPS)
+@pytest.mark.parametrize("path", ["/", "/index.html"])
+def test_the_page_is_the_dashboard_s(make: Any, call: Any, path: str) -> None:
+    response = call(make(Source()), path)
+
+    assert response.status == 200
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert response.body == actors.dashboard.page()
+
+
+@pytest.mark.parametrize(("make", "call"), APPS)
+def test_without_the_dashboard_the_root_says_so(
+    make: Any, call: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "actors.dashboard", None)
+
+    response = call(make(Source()), "/")
+
+    assert response.status == 404
+    assert response.body.startswith(b"dashboard not installed")
+
+
+@pytest.mark.parametrize(("make", "call"), APPS)
+def test_without_prometheus_client_metrics_say_what_to_install(
+    make: Any, call: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in sys.modules if n.split(".")[0] == "prometheus_client"]:
+        monkeypatch.setitem(sys.modules, name, None)  # submodules too: they are found first
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    monkeypatch.delitem(sys.modules, "actors.prometheus", raising=False)
+
+    response = call(make(Source()), "/metrics")
+
+    assert response.status == 404
+    assert b"pip install 'hystrix-actors[prometheus]'" in response.body
+
+
+@pytest.mark.parametrize(("make", "call"), APPS)
+@pytest.mark.parametrize(
+    ("method", "path", "query", "status"),
+    [
+        ("GET", "/nope", "", 404),
+        ("GET", "/hystrix.stream/x", "", 404),
+        ("POST", "/hystrix.stream", "", 405),
+        ("GET", "/hystrix.stream", "delay=abc", 400),
+        ("GET", "/hystrix.stream", "delay=", 400),
+        ("GET", "/hystrix.stream", "delay=1.5", 400),
+        ("GET", "/hystrix.stream", "delay=9", 400),
+        ("GET", "/hystrix.stream", "delay=60001", 400),
+    ],
+)
+def test_bad_requests_get_a_clear_answer(
+    make: Any, call: Any, method: str, path: str, query: str, status: int
+) -> None:
+    source = Source()
+    response = call(make(source), path, query, method)
+
+    assert response.status == status
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    if status == 400:
+        delay = query.partition("=")[2]
+        assert response.body == (
+            "delay must be a whole number of milliseconds between 10 and 60000, "
+            f"got {delay!r}\n".encode()
+        )
+    if status == 405:
+        assert response.headers["allow"] == "GET"
+    assert source.reads == 0
+
+
+def stream_environ() -> dict[str, Any]:
+    environ: dict[str, Any] = {
+        "SCRIPT_NAME": "",
+        "PATH_INFO": "/hystrix.stream",
+        "QUERY_STRING": "",
+    }
+    setup_testing_defaults(environ)
+    return environ
+
+
+def test_a_wsgi_stream_is_a_batch_and_a_ping_per_tick() -> None:
+    app = wsgi_app(Source(sample("a")), interval=0.01)
+    environ = stream_environ()
+    statuses: list[str] = []
+
+    body = validator(app)(environ, lambda status, headers: statuses.append(status))
+    chunks = [next(body) for _ in range(2)]
+    body.close()  # type: ignore[attr-defined]
+
+    assert statuses == ["200 OK"]
+    for chunk in chunks:
+        assert chunk.endswith(PING)
+        names = [json.loads(line[6:])["type"] for line in chunk.split(b"\n\n")[:-2]]
+        assert names == ["HystrixCommand", "HystrixThreadPool"]
+    assert app.streams == 0
+
+
+def test_a_wsgi_stream_holds_its_slot_until_closed_even_if_never_read() -> None:
+    app = wsgi_app(Source(), max_connections=1)
+    environ = stream_environ()
+
+    first = app(environ, lambda status, headers: None)
+    assert call_wsgi(app, "/hystrix.stream").status == 503
+    first.close()  # type: ignore[attr-defined]
+
+    assert app.streams == 0
+    second = app(environ, lambda status, headers: None)
+    assert app.streams == 1
+    second.close()  # type: ignore[attr-defined]
+
+
+def test_closing_a_wsgi_app_ends_its_streams_and_refuses_new_ones() -> None:
+    app = wsgi_app(Source(), interval=60.0)
+    environ = stream_environ()
+    body = iter(app(environ, lambda status, headers: None))
+    assert next(body) == PING
+
+    app.close()
+
+    assert list(body) == []  # at once, not after 60 s
+    assert app.streams == 0
+    refused = call_wsgi(app, "/hystrix.stream")
+    assert (refused.status, refused.body) == (503, b"the server is shutting down\n")
+
+
+class ShutDown:
+    def all_metrics(self) -> list[Any]:
+        raise CommandError("the registry is shut down", reason="shutdown")
+
+
+def test_a_wsgi_stream_ends_when_its_registry_cannot_answer() -> None:
+    app = wsgi_app(ShutDown())
+    environ = stream_environ()
+
+    assert list(app(environ, lambda status, headers: None)) == []
+    assert app.streams == 0
+
+
+def run_stream(app: AsgiApp, until: Callable[[bytes], bool]) -> tuple[Response, AsgiServer]:
+    server = AsgiServer(app)
+    response = asyncio.run(server.request("/hystrix.stream", until=until))
+    return response, server
+
+
+def test_an_asgi_stream_runs_until_the_client_disconnects() -> None:
+    threads: list[int] = []
+
+    class Recording(Source):
+        def all_metrics(self) -> list[Any]:
+            threads.append(threading.get_ident())
+            return super().all_metrics()
+
+    app = asgi_app(Recording(sample("a")), interval=0.01)
+
+    response, server = run_stream(app, until=lambda body: body.count(PING) == 3)
+
+    assert response.status == 200
+    assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+    ticks = response.body.split(PING)
+    assert len(ticks) == 4 and ticks[-1] == b""
+    for tick in ticks[:-1]:
+        names = [json.loads(line[6:])["type"] for line in tick.split(b"\n\n") if line]
+        assert names == ["HystrixCommand", "HystrixThreadPool"]
+    assert all(m.get("more_body") for m in server.messages[1:])
+    assert app.streams == 0
+    assert threading.get_ident() not in threads  # all_metrics ran off the event loop
+
+
+def test_an_asgi_stream_past_the_limit_is_refused_with_503() -> None:
+    app = asgi_app(Source(), interval=0.01, max_connections=1)
+
+    async def scenario() -> tuple[Response, Response]:
+        first = AsgiServer(app)
+        streaming = asyncio.ensure_future(first.request("/hystrix.stream"))
+        await asyncio.wait_for(first.sent.wait(), WAIT)
+        refused = await AsgiServer(app).request("/hystrix.stream")
+        first.disconnect.set()
+        return await streaming, refused
+
+    streamed, refused = asyncio.run(scenario())
+
+    assert streamed.status == 200
+    assert refused.status == 503
+    assert refused.body == b"hystrix.stream: at most 1 concurrent connections; try again later\n"
+    assert app.streams == 0
+
+
+def test_closing_an_asgi_app_ends_its_streams_with_a_last_empty_body() -> None:
+    app = asgi_app(Source(), interval=0.01)
+
+    async def scenario() -> AsgiServer:
+        server = AsgiServer(app)
+        streaming = asyncio.ensure_future(server.request("/hystrix.stream"))
+        await asyncio.wait_for(server.sent.wait(), WAIT)
+        app.close()
+        await streaming
+        return server
+
+    server = asyncio.run(scenario())
+
+    assert server.messages[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    assert app.streams == 0
+
+
+def test_an_asgi_stream_ends_when_its_registry_cannot_answer() -> None:
+    app = asgi_app(ShutDown())
+
+    response, server = run_stream(app, until=lambda body: False)
+
+    assert (response.status, response.body) == (200, b"")
+    assert server.messages[-1]["more_body"] is False
+    assert app.streams == 0
+
+
+def test_the_asgi_lifespan_completes_and_its_shutdown_closes_the_app() -> None:
+    app = asgi_app(Source())
+    sent: list[dict[str, Any]] = []
+    incoming = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
+    async def receive() -> dict[str, Any]:
+        return next(incoming)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send))
+
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert call_asgi(app, "/hystrix.stream").status == 503
+
+
+def test_the_apps_read_the_default_registry_when_given_none() -> None:
+    CommandRegistry.reset()
+    try:
+        CommandRegistry.do("http-default", lambda: 1)
+        response, _ = run_stream(asgi_app(), until=lambda body: PING in body)
+        messages = [
+            json.loads(line[6:]) for line in response.body.split(b"\n\n") if line[:5] == b"data:"
+        ]
+        assert {m["name"] for m in messages} == {"http-default"}
+    finally:
+        CommandRegistry.reset()
