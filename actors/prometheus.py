@@ -28,7 +28,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
@@ -44,6 +49,10 @@ __all__ = ["HystrixCollector", "collector_registry", "exposition", "register_met
 STATUSES: tuple[str, ...] = ("up", "restarting", "down")
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+
+def _bound(seconds: float) -> str:
+    return repr(seconds)
 
 
 def _quantile(percentile: str) -> str:
@@ -102,6 +111,19 @@ class _Families:
             "Latency quantiles over the rolling latency window (execute: run; total: the ask).",
             labels=["command", "kind", "quantile"],
         )
+        self.durations = {
+            "execute": HistogramMetricFamily(
+                f"{p}_run_duration_seconds",
+                "How long run took, every call since the key started.",
+                labels=["command"],
+            ),
+            "total": HistogramMetricFamily(
+                f"{p}_ask_duration_seconds",
+                "How long an ask took, admission to answer (fallback included), since the key"
+                " started.",
+                labels=["command"],
+            ),
+        }
         self.latency_mean = GaugeMetricFamily(
             f"{p}_latency_mean_seconds",
             "Mean latency over the rolling latency window.",
@@ -130,7 +152,8 @@ class _Families:
         )
 
     def all(self) -> list[Metric]:
-        return [value for value in vars(self).values() if isinstance(value, Metric)]
+        families = [value for value in vars(self).values() if isinstance(value, Metric)]
+        return [*families, *self.durations.values()]
 
     def add(self, m: CommandMetrics) -> None:
         key = m.key
@@ -159,6 +182,10 @@ class _Families:
             value = latency.percentiles.get(percentile, 0.0)
             self.latency.add_metric([key, kind, _quantile(percentile)], value)
         self.latency_mean.add_metric([key, kind], latency.mean)
+        lifetime = latency.lifetime
+        buckets = [(_bound(bound), count) for bound, count in lifetime.buckets]
+        buckets.append(("+Inf", lifetime.count))
+        self.durations[kind].add_metric([key], buckets, lifetime.sum)
 
 
 class HystrixCollector(Collector):

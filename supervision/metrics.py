@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from .clock import Clock
 from .events import EventType
-from .snapshot import PERCENTILES, Latency
+from .snapshot import HISTOGRAM_BOUNDS, PERCENTILES, Histogram, Latency
 
 __all__ = [
     "EXECUTED",
@@ -119,7 +119,18 @@ class RollingCounters:
 class RollingLatency:
     """Latencies over a rolling window, as histogram bin counts per bucket."""
 
-    __slots__ = ("_bins", "_clock", "_counts", "_ids", "_n", "_sums", "_width")
+    __slots__ = (
+        "_all",
+        "_all_count",
+        "_all_sum",
+        "_bins",
+        "_clock",
+        "_counts",
+        "_ids",
+        "_n",
+        "_sums",
+        "_width",
+    )
 
     def __init__(
         self, clock: Clock, window: float = LATENCY_WINDOW, buckets: int = LATENCY_BUCKETS
@@ -131,6 +142,9 @@ class RollingLatency:
         self._bins: list[dict[int, int]] = [{} for _ in range(buckets)]
         self._counts = [0] * buckets
         self._sums = [0.0] * buckets
+        self._all: dict[int, int] = {}  # every latency since the start, by bin
+        self._all_count = 0
+        self._all_sum = 0.0
 
     def record(self, seconds: float) -> None:
         bucket = int(self._clock() // self._width)
@@ -150,6 +164,23 @@ class RollingLatency:
         bins[index] = bins.get(index, 0) + 1
         self._counts[slot] += 1
         self._sums[slot] += seconds
+        every = self._all
+        every[index] = every.get(index, 0) + 1
+        self._all_count += 1
+        self._all_sum += seconds
+
+    def lifetime(self) -> Histogram:
+        """Every latency since the start, as cumulative counts per ``HISTOGRAM_BOUNDS``."""
+        cumulative = []
+        ordered = sorted(self._all.items())
+        seen = 0
+        position = 0
+        for bound in HISTOGRAM_BOUNDS:
+            while position < len(ordered) and value_of(ordered[position][0]) <= bound:
+                seen += ordered[position][1]
+                position += 1
+            cumulative.append((bound, seen))
+        return Histogram(tuple(cumulative), self._all_count, self._all_sum)
 
     def snapshot(self) -> Latency:
         newest = int(self._clock() // self._width)
@@ -157,14 +188,14 @@ class RollingLatency:
         live = [slot for slot, bucket in enumerate(self._ids) if oldest <= bucket <= newest]
         count = sum(self._counts[slot] for slot in live)
         if count == 0:
-            return Latency(0, 0.0, dict.fromkeys(PERCENTILES, 0.0))
+            return Latency(0, 0.0, dict.fromkeys(PERCENTILES, 0.0), self.lifetime())
         merged: dict[int, int] = {}
         for slot in live:
             for index, n in self._bins[slot].items():
                 merged[index] = merged.get(index, 0) + n
         ordered = sorted(merged.items())
         mean = sum(self._sums[slot] for slot in live) / count
-        return Latency(count, mean, _percentiles(ordered, count))
+        return Latency(count, mean, _percentiles(ordered, count), self.lifetime())
 
 
 def _percentiles(ordered: list[tuple[int, int]], count: int) -> dict[str, float]:

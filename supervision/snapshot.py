@@ -13,10 +13,37 @@ from .breaker import CircuitState
 from .config import CommandConfig
 from .events import EventType
 
-__all__ = ["PERCENTILES", "CommandMetrics", "Latency", "PoolMetrics"]
+__all__ = [
+    "HISTOGRAM_BOUNDS",
+    "PERCENTILES",
+    "CommandMetrics",
+    "Histogram",
+    "Latency",
+    "PoolMetrics",
+]
 
 #: The percentiles Hystrix reports, as the stream's keys spell them.
 PERCENTILES: tuple[str, ...] = ("0", "25", "50", "75", "90", "95", "99", "99.5", "100")
+
+#: Upper bounds (seconds) of the cumulative latency histogram (Prometheus's ``le``).
+HISTOGRAM_BOUNDS: tuple[float, ...] = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Histogram:
+    """Every latency since the key started: cumulative counts per bound (monotonic).
+
+    A latency is placed by its histogram bin (about 3 % wide), so one within 3 % of a bound may
+    land on either side of it.
+    """
+
+    #: (upper bound in seconds, latencies at or below it), for each of ``HISTOGRAM_BOUNDS``.
+    buckets: tuple[tuple[float, int], ...]
+    count: int
+    sum: float
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -28,6 +55,10 @@ class Latency:
     mean: float
     #: Percentile (a key of ``PERCENTILES``) -> seconds. All 0.0 when ``count`` is 0.
     percentiles: Mapping[str, float]
+    #: Since the key started (not rolling): for Prometheus histograms.
+    lifetime: Histogram = dataclasses.field(
+        default_factory=lambda: Histogram(tuple((b, 0) for b in HISTOGRAM_BOUNDS), 0, 0.0)
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

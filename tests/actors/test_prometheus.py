@@ -61,6 +61,8 @@ def test_every_family_has_the_type_its_name_promises() -> None:
         "hystrix_pool_max_workers": "gauge",
         "hystrix_pool_completed": "counter",
         "hystrix_command_info": "gauge",
+        "hystrix_run_duration_seconds": "histogram",
+        "hystrix_ask_duration_seconds": "histogram",
     }
 
 
@@ -244,3 +246,33 @@ def test_register_metrics_of_none_reads_the_default_registry() -> None:
         assert value(samples, "hystrix_events_total", **labels) == 1
     finally:
         CommandRegistry.reset()
+
+
+def test_latency_histograms_count_every_call_since_the_key_started(clock: FakeClock) -> None:
+    class Echo(Command):
+        key = "echo-for-histograms"
+
+        def run(self, payload: Any) -> Any:
+            return payload
+
+    with CommandRegistry(clock=clock) as registry:
+        registry.register(Echo)
+        for n in range(7):
+            registry.ask(Echo.key, n)
+        clock.advance(120)  # past the rolling windows: a histogram is not rolling
+        registry.ask(Echo.key, 7)
+
+        samples, _ = scrape(collector_registry(registry))
+
+    for name in ("hystrix_run_duration_seconds", "hystrix_ask_duration_seconds"):
+        assert value(samples, f"{name}_count", command=Echo.key) == 8
+        assert value(samples, f"{name}_bucket", command=Echo.key, le="+Inf") == 8
+        assert value(samples, f"{name}_bucket", command=Echo.key, le="10.0") == 8  # all fast
+        assert value(samples, f"{name}_sum", command=Echo.key) > 0
+        buckets = sorted(
+            (float(dict(labels)["le"]), count)
+            for (sample, labels), count in samples.items()
+            if sample == f"{name}_bucket" and dict(labels).get("command") == Echo.key
+        )
+        counts = [count for _, count in buckets]
+        assert counts == sorted(counts)  # cumulative

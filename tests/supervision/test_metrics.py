@@ -25,7 +25,7 @@ from supervision.metrics import (
     bin_of,
     value_of,
 )
-from supervision.snapshot import PERCENTILES
+from supervision.snapshot import HISTOGRAM_BOUNDS, PERCENTILES
 
 #: The relative error a bin may add to a latency above 64 µs ("about 3 % wide").
 RELATIVE_ERROR = 0.032
@@ -497,3 +497,25 @@ def test_resized_counters_have_the_new_shape(clock: FakeClock) -> None:
     assert stats.counters.count(S) == 0
     assert stats.counters.total(EXECUTED) == 0
     assert stats.counters.maximum(MAX_IN_FLIGHT) == 0
+
+
+def test_the_lifetime_histogram_is_cumulative_and_never_rolls(clock: FakeClock) -> None:
+    latency = RollingLatency(clock)
+    samples = [0.00005, 0.0003, 0.0003, 0.004, 0.2, 30.0]
+    for seconds in samples:
+        latency.record(seconds)
+    clock.advance(3600)  # far past the rolling window
+    latency.record(0.0003)
+
+    histogram = latency.lifetime()
+
+    assert histogram.count == 7
+    assert histogram.sum == pytest.approx(sum(samples) + 0.0003)
+    assert [bound for bound, _ in histogram.buckets] == list(HISTOGRAM_BOUNDS)
+    cumulative = dict(histogram.buckets)
+    assert cumulative[0.0001] == 1
+    assert cumulative[0.0005] == 4
+    assert cumulative[0.005] == 5
+    assert cumulative[0.25] == 6
+    assert cumulative[10.0] == 6  # 30 s is above every bound: only in the count (+Inf)
+    assert latency.snapshot().count == 1  # the rolling window kept only the last one
