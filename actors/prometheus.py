@@ -213,15 +213,16 @@ class HystrixCollector(Collector):
 
 
 def register_metrics(
-    registry: MetricsSource | None = None,
+    source: MetricsSource | None = None,
     *,
-    prometheus_registry: CollectorRegistry = REGISTRY,
+    registry: CollectorRegistry = REGISTRY,
     prefix: str = "hystrix",
 ) -> HystrixCollector:
-    """Register a ``HystrixCollector`` for ``registry`` (None: the default ``CommandRegistry``)
-    into ``prometheus_registry``; returns it (``prometheus_registry.unregister`` removes it)."""
-    collector = HystrixCollector(registry, prefix=prefix)
-    prometheus_registry.register(collector)
+    """Register a ``HystrixCollector`` for ``source`` (a ``CommandRegistry``; None: the default
+    one) into ``registry``, prometheus_client's registry (its ``REGISTRY`` unless told, as its
+    own metrics take ``registry=``); returns it (``registry.unregister`` removes it)."""
+    collector = HystrixCollector(source, prefix=prefix)
+    registry.register(collector)
     return collector
 
 

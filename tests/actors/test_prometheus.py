@@ -130,7 +130,7 @@ def test_registering_reads_nothing_and_each_scrape_reads_once() -> None:
     source = Source(sample("a"))
     prometheus_registry = CollectorRegistry()
 
-    collector = register_metrics(source, prometheus_registry=prometheus_registry)
+    collector = register_metrics(source, registry=prometheus_registry)
     assert source.reads == 0
 
     scrape(prometheus_registry)
@@ -144,15 +144,15 @@ def test_registering_reads_nothing_and_each_scrape_reads_once() -> None:
 
 def test_registering_twice_is_refused_as_a_duplicate() -> None:
     prometheus_registry = CollectorRegistry()
-    register_metrics(Source(), prometheus_registry=prometheus_registry)
+    register_metrics(Source(), registry=prometheus_registry)
 
     with pytest.raises(ValueError, match="Duplicated timeseries"):
-        register_metrics(Source(), prometheus_registry=prometheus_registry)
+        register_metrics(Source(), registry=prometheus_registry)
 
 
 def test_a_prefix_names_every_family() -> None:
     prometheus_registry = CollectorRegistry()
-    register_metrics(Source(sample("a")), prometheus_registry=prometheus_registry, prefix="svc")
+    register_metrics(Source(sample("a")), registry=prometheus_registry, prefix="svc")
     samples, types = scrape(prometheus_registry)
 
     assert all(name.startswith("svc_") for name in types)
@@ -237,7 +237,7 @@ def test_register_metrics_of_none_reads_the_default_registry() -> None:
     CommandRegistry.reset()
     try:
         prometheus_registry = CollectorRegistry()
-        register_metrics(prometheus_registry=prometheus_registry)
+        register_metrics(registry=prometheus_registry)
         CommandRegistry.do("prometheus-default", lambda: 1)
 
         samples, _ = scrape(prometheus_registry)
