@@ -128,6 +128,16 @@ class CommandPort:
         self.hand_back(ticket)
         return ticket
 
+    def out_of_time(self, payload: Any) -> Reply:
+        """A call whose caller's deadline has passed before it was made: TIMEOUT, then the
+        fallback, without admission (it says nothing about the dependency's health)."""
+        started = self.clock()
+        error = CommandTimeoutError(
+            f"command {self.key!r}: no time left before the caller's deadline", key=self.key
+        )
+        self.log.debug("command.out_of_time", reason=error.reason)
+        return self.replied(self.fall_back(payload, EventType.TIMEOUT, error, started))
+
     def replied(self, reply: Reply) -> Reply:
         """Every answer passes here once: count its events and latency."""
         self.gate.replied(reply.events, reply.latency, not reply.ok)

@@ -11,6 +11,7 @@ through the key's gate straight to its supervisor: no registry hop on the hot pa
 from __future__ import annotations
 
 import functools
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from supervision import (
     UnknownCommandError,
     monotonic,
 )
-from supervision.checks import check_number, show
+from supervision.checks import as_float, check_number, show
 from supervision.snapshot import CommandMetrics
 
 from .command import Command, FunctionCall, FunctionCommand
@@ -103,6 +104,16 @@ def _check_key(key: object) -> str:
 
 def _check_timeout(timeout: object) -> None:
     check_number("timeout", timeout, unit="seconds", suffix=" or None")
+
+
+def _check_deadline(deadline: object) -> None:
+    if (
+        isinstance(deadline, bool)
+        or not isinstance(deadline, int | float)
+        or not math.isfinite(as_float(deadline))
+    ):
+        msg = f"deadline must be a finite time.monotonic() instant or None, got {show(deadline)}"
+        raise ValueError(msg)
 
 
 def _unwrap(reply: Reply) -> Any:
@@ -246,28 +257,57 @@ class CommandRegistry:
         self._routes[key] = port
         return port
 
-    def _submit(self, key: str, payload: Any, timeout: float | None, block: bool) -> Ticket | Reply:
+    def _submit(
+        self,
+        key: str,
+        payload: Any,
+        timeout: float | None,
+        block: bool,
+        deadline: float | None = None,
+    ) -> Ticket | Reply:
         if timeout is not None:
             _check_timeout(timeout)
-        return self._port(key).submit(payload, timeout, block)
+        if deadline is None:
+            return self._port(key).submit(payload, timeout, block)
+        _check_deadline(deadline)
+        port = self._port(key)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return port.out_of_time(payload)
+        return port.submit(payload, left if timeout is None else min(timeout, left), block)
 
     @_DefaultBound
     def ask_reply(
-        self, key: str, payload: Any = None, *, block: bool = True, timeout: float | None = None
+        self,
+        key: str,
+        payload: Any = None,
+        *,
+        block: bool = True,
+        timeout: float | None = None,
+        deadline: float | None = None,
     ) -> Any:
         """The ``Reply`` itself (or a future of it with ``block=False``); never raises for a
-        command's failure. ``timeout`` can shorten the call's deadline, never lengthen it."""
-        outcome = self._submit(key, payload, timeout, block)
+        command's failure. ``timeout`` (seconds) and ``deadline`` (a ``time.monotonic()``
+        instant, say a caller's own deadline passed down) can shorten the call's deadline, never
+        lengthen it; a call whose ``deadline`` has already passed is answered TIMEOUT (then the
+        fallback) without running."""
+        outcome = self._submit(key, payload, timeout, block, deadline)
         return _reply(outcome) if block else _future(outcome)
 
     @_DefaultBound
     def ask(
-        self, key: str, payload: Any = None, *, block: bool = True, timeout: float | None = None
+        self,
+        key: str,
+        payload: Any = None,
+        *,
+        block: bool = True,
+        timeout: float | None = None,
+        deadline: float | None = None,
     ) -> Any:
         """The value of ``run``, or of ``fallback`` when the call failed, timed out, was
         rejected or short-circuited; with no fallback, raise (see ``Reply.unwrap``).
         With ``block=False``, a pykka future of that value."""
-        outcome = self._submit(key, payload, timeout, block)
+        outcome = self._submit(key, payload, timeout, block, deadline)
         return _reply(outcome).unwrap() if block else _future(outcome).map(_unwrap)
 
     def _call(

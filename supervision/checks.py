@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["check_int", "check_number", "show"]
+__all__ = ["as_float", "check_int", "check_number", "show"]
 
 
 def show(value: object, limit: int = 80) -> str:
@@ -16,7 +16,8 @@ def show(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _as_float(value: float) -> float:
+def as_float(value: float) -> float:
+    """``float(value)``, with inf for an int too large for a float."""
     try:
         return float(value)
     except OverflowError:  # an int too large for a float
@@ -37,7 +38,7 @@ def check_number(
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
-        or not math.isfinite(_as_float(value))
+        or not math.isfinite(as_float(value))
         or not (value >= low if allow_low else value > low)
     ):
         kind = f"a finite number of {unit}" if unit else "a finite number"
