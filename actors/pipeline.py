@@ -1,0 +1,327 @@
+"""``Pipeline``: command keys composed into stages, under one deadline, with a trace.
+
+A pipeline is frozen data (its stages, budget, fallback and registry), so one instance is safe to
+share across threads: every run keeps its state on the calling thread's stack. Each stage's call
+goes through the registry like any ``ask_reply`` (bulkhead, breaker, the command's own fallback);
+the pipeline adds the composition, the shared deadline and the trace.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from supervision import EventType, FallbackFailedError
+from supervision.checks import check_int, check_number, show
+
+from .messages import Reply
+from .registry import CommandRegistry
+
+__all__ = ["FanOut", "Pipeline", "PipelineFallback", "PipelineResult", "Stage", "StageTrace"]
+
+
+def _check_stage_key(key: object) -> None:
+    if not isinstance(key, str) or not key.strip():
+        msg = f"a stage's key must be a non-empty str, got {show(key)}"
+        raise ValueError(msg) if isinstance(key, str) else TypeError(msg)
+
+
+def _check_stage_timeout(timeout: object) -> None:
+    if timeout is not None:
+        check_number("timeout", timeout, unit="seconds", suffix=" or None")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Stage:
+    """Call ``key`` once with the value of the stage before (the pipeline's payload for the
+    first); its value is the payload of the next. ``timeout`` can shorten the command's own."""
+
+    key: str
+    _: dataclasses.KW_ONLY
+    timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_stage_key(self.key)
+        _check_stage_timeout(self.timeout)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FanOut:
+    """Call ``key`` for each element of the value of the stage before, at most
+    ``max_in_flight`` calls at once; the stage's value is the tuple of their values, in input
+    order. Each element that fails gets its command's fallback on its own."""
+
+    key: str
+    _: dataclasses.KW_ONLY
+    max_in_flight: int = 10
+    timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_stage_key(self.key)
+        check_int("max_in_flight", self.max_in_flight, 1)
+        _check_stage_timeout(self.timeout)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StageTrace:
+    """What one stage did: its replies (one for a ``Stage``, one per element for a ``FanOut``,
+    in input order; a fan-out that failed stops submitting, so it may hold fewer)."""
+
+    key: str
+    fan_out: bool
+    replies: tuple[Reply, ...]
+
+    @property
+    def events(self) -> tuple[tuple[EventType, ...], ...]:
+        """Hystrix's events of each call, e.g. ``(("TIMEOUT", "FALLBACK_SUCCESS"),)``."""
+        return tuple(reply.events for reply in self.replies)
+
+    @property
+    def ok(self) -> bool:
+        """True when every call carries a value (its run's or its fallback's)."""
+        return all(reply.ok for reply in self.replies)
+
+    @property
+    def fell_back(self) -> bool:
+        """True when any call's value is its fallback's: this stage's answer is degraded."""
+        return any(reply.fell_back for reply in self.replies)
+
+    @property
+    def fell_back_at(self) -> tuple[int, ...]:
+        """The positions of the calls whose value is their fallback's."""
+        return tuple(i for i, reply in enumerate(self.replies) if reply.fell_back)
+
+    @property
+    def errors(self) -> tuple[BaseException | None, ...]:
+        """Why each call fell back or failed (None for a call whose run succeeded)."""
+        return tuple(reply.error for reply in self.replies)
+
+    @property
+    def error(self) -> BaseException | None:
+        """The error of the first call with no value (None when the stage is ``ok``)."""
+        return next((reply.error for reply in self.replies if not reply.ok), None)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PipelineResult:
+    """The answer of one run: its value (or error) and the trace of every stage reached.
+
+    ``fell_back`` is True when the value is the pipeline-level fallback's (a stage had no
+    value); ``error`` is the reason it did, or, with no value, what ``unwrap`` raises.
+    """
+
+    value: Any
+    error: BaseException | None
+    trace: tuple[StageTrace, ...]
+    fell_back: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the result carries a value (full or degraded)."""
+        return self.error is None or self.fell_back
+
+    @property
+    def complete(self) -> bool:
+        """True for a full answer: every stage ran to its end and none fell back."""
+        return self.ok and not self.fell_back and not any(s.fell_back for s in self.trace)
+
+    @property
+    def degraded(self) -> bool:
+        """True when there is a value but some of it came from a fallback."""
+        return self.ok and not self.complete
+
+    def unwrap(self) -> Any:
+        """The value, or raise the error as ``ask`` would."""
+        if self.ok:
+            return self.value
+        assert self.error is not None, "a result without a value carries its error"
+        raise self.error
+
+
+#: ``fallback(payload, error, trace)``: the pipeline's value when a stage has none.
+PipelineFallback = Callable[[Any, BaseException, tuple[StageTrace, ...]], Any]
+
+AnyStage = Stage | FanOut
+
+
+class Pipeline:
+    """Stages of command keys run in sequence under one optional ``budget`` (seconds).
+
+    Every call gets ``min(its own timeout, the time left of the budget)``; a stage reached with
+    no time left is answered TIMEOUT (then its command's fallback) without running. When a stage
+    has no value, ``fallback(payload, error, trace)`` gives the pipeline's, if there is one.
+    ``registry`` None uses the process-wide default registry (looked up at each run).
+    """
+
+    __slots__ = ("_budget", "_fallback", "_registry", "_stages")
+
+    def __init__(
+        self,
+        *stages: AnyStage,
+        registry: CommandRegistry | None = None,
+        budget: float | None = None,
+        fallback: PipelineFallback | None = None,
+    ) -> None:
+        if not stages:
+            msg = "a Pipeline needs at least one stage (Stage(key) or FanOut(key)), got none"
+            raise ValueError(msg)
+        for position, stage in enumerate(stages):
+            if not isinstance(stage, Stage | FanOut):
+                msg = f"stage {position} must be a Stage or a FanOut, got {show(stage)}"
+                raise TypeError(msg)
+        if budget is not None:
+            check_number("budget", budget, unit="seconds", suffix=" or None")
+        if fallback is not None and not callable(fallback):
+            msg = (
+                f"fallback must be None or a callable (payload, error, trace), got {show(fallback)}"
+            )
+            raise TypeError(msg)
+        if registry is not None and not isinstance(registry, CommandRegistry):
+            msg = f"registry must be None or a CommandRegistry, got {show(registry)}"
+            raise TypeError(msg)
+        self._stages: tuple[AnyStage, ...] = stages
+        self._registry = registry
+        self._budget = budget
+        self._fallback = fallback
+
+    @property
+    def stages(self) -> tuple[AnyStage, ...]:
+        return self._stages
+
+    @property
+    def budget(self) -> float | None:
+        return self._budget
+
+    def __repr__(self) -> str:
+        return f"Pipeline({', '.join(map(repr, self._stages))}, budget={self._budget!r})"
+
+    # -- one run -----------------------------------------------------------------------------
+
+    def __call__(self, payload: Any = None) -> Any:
+        """The pipeline's value, or raise as ``ask`` would."""
+        return self.run(payload).unwrap()
+
+    def run(self, payload: Any = None) -> PipelineResult:
+        """Run every stage; never raises for a command's failure (see ``PipelineResult``)."""
+        registry = self._registry if self._registry is not None else CommandRegistry.default()
+        deadline = None if self._budget is None else time.monotonic() + self._budget
+        trace: list[StageTrace] = []
+        value = payload
+        for stage in self._stages:
+            if isinstance(stage, FanOut):
+                replies = _fan_out(registry, stage, value, deadline)
+            else:
+                replies = (
+                    registry.ask_reply(stage.key, value, timeout=stage.timeout, deadline=deadline),
+                )
+            step = StageTrace(stage.key, isinstance(stage, FanOut), replies)
+            trace.append(step)
+            if step.error is not None:
+                return self._fall_back(payload, step, tuple(trace))
+            value = tuple(r.value for r in replies) if step.fan_out else replies[0].value
+        return PipelineResult(value, None, tuple(trace))
+
+    def _fall_back(
+        self, payload: Any, step: StageTrace, trace: tuple[StageTrace, ...]
+    ) -> PipelineResult:
+        error = step.error
+        assert error is not None
+        if self._fallback is None:
+            return PipelineResult(None, error, trace)
+        try:
+            value = self._fallback(payload, error, trace)
+        except Exception as exc:
+            failed = FallbackFailedError(
+                f"pipeline fallback failed after stage {step.key!r}: {exc!r}",
+                key=step.key,
+                run_error=error,
+            )
+            failed.__cause__ = exc
+            return PipelineResult(None, failed, trace)
+        return PipelineResult(value, error, trace, fell_back=True)
+
+    # -- streaming ---------------------------------------------------------------------------
+
+    def map(
+        self, payloads: Iterable[Any], *, max_in_flight: int = 10
+    ) -> Generator[PipelineResult, None, None]:
+        """Run the pipeline over ``payloads`` (possibly endless), ``max_in_flight`` runs at once,
+        yielding results in input order. At most ``max_in_flight`` payloads are taken from
+        ``payloads`` and not yet yielded: a slow consumer or stage slows the producer.
+
+        The runs happen on threads owned by the returned generator: close it (``close()``,
+        leaving a ``for`` loop over it, ``contextlib.closing``) to stop them; it waits for the
+        runs in flight, which end by their deadlines."""
+        check_int("max_in_flight", max_in_flight, 1)
+        return self._stream(iter(payloads), max_in_flight)
+
+    def _stream(
+        self, payloads: Iterator[Any], max_in_flight: int
+    ) -> Generator[PipelineResult, None, None]:
+        pool = ThreadPoolExecutor(max_in_flight, thread_name_prefix="pipeline-map")
+        pending: deque[Future[PipelineResult]] = deque()
+        try:
+            for payload in itertools.islice(payloads, max_in_flight):
+                pending.append(pool.submit(self.run, payload))
+            while pending:
+                yield pending.popleft().result()
+                for payload in itertools.islice(payloads, 1):
+                    pending.append(pool.submit(self.run, payload))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _fan_out(
+    registry: CommandRegistry, stage: FanOut, value: Any, deadline: float | None
+) -> tuple[Reply, ...]:
+    """One call per element, at most ``stage.max_in_flight`` at once (a new one starts as soon as
+    any ends); replies in input order. After an element with no value, no new call starts."""
+    if isinstance(value, str | bytes | bytearray):
+        elements: Iterator[Any] | None = None
+    else:
+        try:
+            elements = iter(value)
+        except TypeError:
+            elements = None
+    if elements is None:
+        msg = (
+            f"fan-out stage {stage.key!r} needs an iterable (not a str or bytes) from the stage"
+            f" before, got {type(value).__name__} {show(value)}"
+        )
+        raise TypeError(msg)
+
+    def call(element: Any) -> Reply:
+        reply: Reply = registry.ask_reply(
+            stage.key, element, timeout=stage.timeout, deadline=deadline
+        )
+        return reply
+
+    replies: dict[int, Reply] = {}
+    running: dict[Future[Reply], int] = {}
+    numbered = enumerate(elements)
+    failed = False
+    with ThreadPoolExecutor(stage.max_in_flight, thread_name_prefix="pipeline-fan-out") as pool:
+        try:
+            while True:
+                if not failed:
+                    for index, element in itertools.islice(
+                        numbered, stage.max_in_flight - len(running)
+                    ):
+                        running[pool.submit(call, element)] = index
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    reply = future.result()
+                    replies[running.pop(future)] = reply
+                    failed = failed or not reply.ok
+        except BaseException:
+            for future in running:
+                future.cancel()
+            raise
+    return tuple(replies[index] for index in sorted(replies))
