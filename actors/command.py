@@ -23,6 +23,10 @@ class Command:
     failure, on the caller's thread for a short-circuit, a rejection or a blocking ask's timeout.
     Fallbacks other than a worker's run on one shared instance per key and may run concurrently
     (at most ``config.fallback_max_concurrent`` at once).
+
+    ``run`` may be ``async def``: its coroutine runs on the key's own event loop (its worker
+    waits for it) and is cancelled at the deadline (see docs/asyncio.md). ``fallback`` stays a
+    plain function.
     """
 
     key: ClassVar[str]
@@ -35,7 +39,8 @@ class Command:
     _ticket: Ticket | None = None
 
     def run(self, payload: Any) -> Any:
-        """The normal path: call the dependency. Runs on a worker actor."""
+        """The normal path: call the dependency. Runs on a worker actor (an ``async def run``
+        on the key's event loop)."""
         msg = f"{type(self).__name__} must implement run(self, payload)"
         raise NotImplementedError(msg)
 

@@ -8,11 +8,12 @@ gate to the supervisor's mailbox. The port also answers what never reaches a wor
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pykka
@@ -33,6 +34,7 @@ from supervision import (
 from supervision.snapshot import CommandMetrics
 
 from .command import Command
+from .event_loop import KeyLoop
 from .gate import Gate, Stuck
 from .log import log_transitions, logger
 from .messages import Refill, Reply
@@ -98,11 +100,20 @@ class CommandPort:
         self._fallback_command: Command | None = None
         self._lock = threading.Lock()
         self._rejections = Throttle(REJECTION_LOG_INTERVAL, clock)
+        #: The key's event loop for ``async def run`` (its thread starts on first need).
+        self.loop = KeyLoop(f"hystrix-async-{key}")
 
     # -- the caller's side ---------------------------------------------------------------------
 
-    def submit(self, payload: Any, timeout: float | None, block: bool) -> Ticket | Reply:
-        """Admit a call and send it to the supervisor, or answer it at once."""
+    def submit(
+        self,
+        payload: Any,
+        timeout: float | None,
+        block: bool,
+        on_answer: Callable[[Reply], object] | None = None,
+    ) -> Ticket | Reply:
+        """Admit a call and send it to the supervisor, or answer it at once. A non-blocking
+        call's answer goes to ``on_answer`` if given, else to the ticket's pykka future."""
         started = self.clock()
         unavailable = self.closed or self.down
         if unavailable is not None:
@@ -115,7 +126,9 @@ class CommandPort:
         limit = self.config.timeout
         if timeout is not None and timeout < limit:
             limit = timeout
-        ticket = Ticket(self, payload, started, started + limit, admitted, block=block)
+        ticket = Ticket(
+            self, payload, started, started + limit, admitted, block=block, on_answer=on_answer
+        )
         self.tracked.add(ticket)
         if not block:
             self.timer.watch(ticket)
@@ -250,6 +263,35 @@ class CommandPort:
                     self.check_stuck_at(self.clock() + self.grace(), ticket)
                 answered += 1
         return answered
+
+    # -- coroutines -----------------------------------------------------------------------------
+
+    def run_coroutine(self, coro: Coroutine[Any, Any, Any], ticket: Ticket) -> Any:
+        """Run the coroutine an ``async def run`` returned on the key's loop; wait for it (on
+        the worker) until the call's deadline, then cancel its task and wait until it has
+        really ended (the zombie grace applies to the worker meanwhile). Its value, or raise
+        what it raised; a task cancelled at the deadline raises ``CommandTimeoutError``."""
+        loop = self.loop
+        gone = self.unavailable()
+        call = loop.submit(coro, CommandError(str(gone), key=self.key, reason=gone.reason))
+        if not call.ended.wait(max(0.0, ticket.deadline - self.clock())):
+            loop.cancel(call)
+            call.ended.wait()  # ends when run has handled its CancelledError (or the loop stops)
+        error = call.error
+        if isinstance(error, asyncio.CancelledError) and call.cancel_sent:
+            self.log.info("command.cancelled", ran_past=round(self.clock() - ticket.deadline, 3))
+            timeout = CommandTimeoutError(
+                f"command {self.key!r}: run cancelled at its deadline", key=self.key
+            )
+            raise timeout from error
+        if isinstance(error, asyncio.CancelledError):  # not ours: the loop stopped, or run's own
+            closed = self.closed
+            raise CommandError(
+                f"command {self.key!r}: run was cancelled",
+                key=self.key,
+                reason="cancelled" if closed is None else closed.reason,
+            ) from error
+        return call.result()
 
     # -- stuck workers -------------------------------------------------------------------------
 

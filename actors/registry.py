@@ -10,6 +10,7 @@ through the key's gate straight to its supervisor: no registry hop on the hot pa
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import math
 import threading
@@ -32,6 +33,7 @@ from supervision.checks import as_float, check_number, show
 from supervision.snapshot import CommandMetrics
 
 from .command import Command, FunctionCall, FunctionCommand
+from .event_loop import wake
 from .log import logger
 from .messages import Reply, ShutdownReport
 from .port import CommandPort, TransitionListener
@@ -264,17 +266,20 @@ class CommandRegistry:
         timeout: float | None,
         block: bool,
         deadline: float | None = None,
+        *,
+        on_answer: Callable[[Reply], object] | None = None,
     ) -> Ticket | Reply:
         if timeout is not None:
             _check_timeout(timeout)
         if deadline is None:
-            return self._port(key).submit(payload, timeout, block)
+            return self._port(key).submit(payload, timeout, block, on_answer)
         _check_deadline(deadline)
         port = self._port(key)
         left = deadline - time.monotonic()
         if left <= 0:
             return port.out_of_time(payload)
-        return port.submit(payload, left if timeout is None else min(timeout, left), block)
+        limit = left if timeout is None else min(timeout, left)
+        return port.submit(payload, limit, block, on_answer)
 
     @_DefaultBound
     def ask_reply(
@@ -309,6 +314,50 @@ class CommandRegistry:
         With ``block=False``, a pykka future of that value."""
         outcome = self._submit(key, payload, timeout, block, deadline)
         return _reply(outcome).unwrap() if block else _future(outcome).map(_unwrap)
+
+    @_DefaultBound
+    async def ask_reply_async(
+        self,
+        key: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        deadline: float | None = None,
+    ) -> Reply:
+        """``ask_reply`` for ``await``: the ``Reply``, without ever blocking the running event
+        loop. The call runs on the key's workers like a non-blocking ask (the registry's
+        watchdog answers it at its deadline); its answer wakes this loop. A rejection or a
+        short-circuit is answered at once (its fallback runs here, on the loop). Cancelling
+        the awaiting task abandons only the wait: the call keeps its course and is answered."""
+        loop = asyncio.get_running_loop()
+        if self._closed is None and not self._cached(key):
+            # the key's first call: the registry actor builds its port, off the loop
+            await loop.run_in_executor(None, self._port, key)
+        waiter: asyncio.Future[Reply] = loop.create_future()
+        outcome = self._submit(
+            key, payload, timeout, False, deadline, on_answer=functools.partial(wake, loop, waiter)
+        )
+        if isinstance(outcome, Reply):
+            return outcome
+        return await waiter
+
+    @_DefaultBound
+    async def ask_async(
+        self,
+        key: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        deadline: float | None = None,
+    ) -> Any:
+        """``ask`` for ``await``: the value of ``run`` or ``fallback``, or raise like ``ask``;
+        never blocks the running event loop (see ``ask_reply_async``)."""
+        reply = await self.ask_reply_async(key, payload, timeout=timeout, deadline=deadline)
+        return reply.unwrap()
+
+    def _cached(self, key: object) -> bool:
+        port = self._routes.get(key) if type(key) is str else None
+        return port is not None and port.closed is None
 
     def _call(
         self,
@@ -418,12 +467,17 @@ class CommandRegistry:
             self._routes.clear()
             reason = CommandError("the registry was reset", reason="unavailable")
             try:
+                ports: list[CommandPort] = self._actor.ask(Ports(), block=True)
                 self._actor.ask(Reset(reason))
             except pykka.ActorDeadError:  # the root is gone: its keys with it
                 for port in routes:
                     port.closed = reason
+                    port.loop.close()
                 self._watchdog.close()
                 self._start()
+                return
+            for port in ports:
+                port.loop.close()  # cancels coroutines still running: their workers go on
 
     @_DefaultBound
     def shutdown(self, timeout: float | None = None) -> ShutdownReport:
@@ -454,6 +508,8 @@ class CommandRegistry:
                 self._actor.stop(block=True)
             for ticket in self._watchdog.close():
                 ticket.port.sweep(closed)
+            for port in ports:
+                port.loop.close()  # cancels coroutines still running: their workers go on
             zombies = _join_workers(ports, deadline=time.monotonic() + _JOIN_BUDGET)
             report = ShutdownReport(
                 drained=drained, answered=sum(port.swept for port in ports), zombies=zombies
@@ -472,9 +528,14 @@ _JOIN_BUDGET = 5.0
 def _join_workers(ports: list[CommandPort], deadline: float) -> int:
     """Wait for the threads of the ports' workers that are not inside ``run`` to end; how many
     threads are left (zombies)."""
-    workers = [worker for port in ports for worker in port.worker_actors()]
-    for worker in workers:
-        thread = worker.thread
-        if thread is not None and not worker.busy:
-            thread.join(max(0.0, deadline - time.monotonic()))
+    workers = []
+    for port in ports:
+        loop_thread = port.loop.thread
+        loop_stopped = loop_thread is None or not loop_thread.is_alive()
+        for worker in port.worker_actors():
+            workers.append(worker)
+            thread = worker.thread
+            # a worker awaiting a coroutine is freed by the stopped loop (it cancelled the task)
+            if thread is not None and (not worker.busy or (worker.awaiting and loop_stopped)):
+                thread.join(max(0.0, deadline - time.monotonic()))
     return sum(worker.thread is not None and worker.thread.is_alive() for worker in workers)

@@ -3,12 +3,14 @@
 Whoever claims the ticket first (the worker with the result, the caller or the watchdog at the
 deadline, the supervisor when it stops) is the only one who answers it; the others let go.
 A blocking caller waits on a plain lock (the cheapest hand-off Python has); a non-blocking one
-gets a pykka future, made only for it.
+gets a pykka future, made only for it, or (an ``await``) an ``on_answer`` callback that wakes its
+event loop.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pykka
@@ -31,6 +33,7 @@ class Ticket:
         "deadline",
         "future",
         "holds_slot",
+        "on_answer",
         "payload",
         "permit",
         "port",
@@ -49,6 +52,7 @@ class Ticket:
         permit: Permit,
         *,
         block: bool = True,
+        on_answer: Callable[[Reply], object] | None = None,
     ) -> None:
         self.port = port
         self.payload = payload
@@ -65,8 +69,10 @@ class Ticket:
         self.answered = False
         self.reply: Reply | None = None
         self.future: pykka.ThreadingFuture[Reply] | None = (
-            None if block else pykka.ThreadingFuture()
+            None if block or on_answer is not None else pykka.ThreadingFuture()
         )
+        #: Called with the reply by whoever answers (set before the ticket is sent anywhere).
+        self.on_answer = on_answer
         self._claim = threading.Lock()
         self._done = threading.Lock()
         self._done.acquire()  # released once, by answer()
@@ -89,9 +95,13 @@ class Ticket:
         try:
             port.replied(reply)  # counted before the caller wakes, so it sees its own call
         finally:  # whatever happens, the caller is answered
-            if self.future is not None:
-                self.future.set(reply)
-            self._done.release()
+            try:
+                if self.future is not None:
+                    self.future.set(reply)
+                elif self.on_answer is not None:
+                    self.on_answer(reply)  # must not raise: see event_loop.wake
+            finally:
+                self._done.release()
 
     def wait(self, timeout: float | None) -> Reply | None:
         """The reply, waiting up to ``timeout`` seconds (None: as long as it takes)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import inspect
 import threading
 from typing import Any
 
@@ -64,6 +65,8 @@ class WorkerActor(SupervisedActor):
         self._retired = False
         #: True while inside ``run`` (read by shutdown: a busy worker cannot be stopped).
         self.busy = False
+        #: True while ``run``'s coroutine runs on the key's loop (stopping the loop ends it).
+        self.awaiting = False
         self.thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._log: Any = logger
@@ -163,6 +166,15 @@ class WorkerActor(SupervisedActor):
             reply = Reply(port.key, None, error, (_FAILURE,), 0.0)
         ticket.answer(reply)
 
+    def _run(self, command: Command, ticket: Ticket) -> Any:
+        """Call ``run``; a coroutine it returns (``async def run``) runs on the key's event
+        loop while this worker waits for it, and is cancelled at the deadline."""
+        value = command.run(ticket.payload)
+        if inspect.iscoroutine(value):
+            self.awaiting = True
+            value = self._port.run_coroutine(value, ticket)
+        return value
+
     def _execute(self, ticket: Ticket) -> _After:
         port = self._port
         if not port.gate.begin(ticket, self.actor_ref):
@@ -179,10 +191,10 @@ class WorkerActor(SupervisedActor):
             self.busy = True
             began = port.clock()
             try:
-                value = command.run(ticket.payload)
+                value = self._run(command, ticket)
             finally:
                 ran = port.clock() - began
-                self.busy = False
+                self.busy = self.awaiting = False
                 command._ticket = None
         except BadRequest as exc:
             event, error = _BAD_REQUEST, exc
