@@ -20,7 +20,8 @@ from supervision import (
 )
 
 from .command import Command
-from .messages import Reply
+from .messages import Reply, ShutdownReport
+from .pipeline import FanOut, Pipeline, PipelineResult, Stage, StageTrace
 from .registry import CommandRegistry
 
 __all__ = [
@@ -33,9 +34,15 @@ __all__ = [
     "CommandRegistry",
     "CommandTimeoutError",
     "EventType",
+    "FanOut",
     "FallbackFailedError",
     "Health",
     "MaxConcurrencyError",
+    "Pipeline",
+    "PipelineResult",
     "Reply",
+    "ShutdownReport",
+    "Stage",
+    "StageTrace",
     "UnknownCommandError",
 ]

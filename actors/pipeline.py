@@ -8,11 +8,20 @@ the pipeline adds the composition, the shared deadline and the trace.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+)
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -100,6 +109,13 @@ class StageTrace:
     def errors(self) -> tuple[BaseException | None, ...]:
         """Why each call fell back or failed (None for a call whose run succeeded)."""
         return tuple(reply.error for reply in self.replies)
+
+    @property
+    def value(self) -> Any:
+        """The stage's value: its call's, or the tuple of its calls' for a fan-out."""
+        if self.fan_out:
+            return tuple(reply.value for reply in self.replies)
+        return self.replies[0].value
 
     @property
     def error(self) -> BaseException | None:
@@ -223,7 +239,29 @@ class Pipeline:
             trace.append(step)
             if step.error is not None:
                 return self._fall_back(payload, step, tuple(trace))
-            value = tuple(r.value for r in replies) if step.fan_out else replies[0].value
+            value = step.value
+        return PipelineResult(value, None, tuple(trace))
+
+    async def arun(self, payload: Any = None) -> PipelineResult:
+        """``run`` on an event loop: every call is awaited (``ask_reply_async``), so the loop
+        never blocks and a fan-out uses no thread."""
+        registry = self._registry if self._registry is not None else CommandRegistry.default()
+        deadline = None if self._budget is None else time.monotonic() + self._budget
+        trace: list[StageTrace] = []
+        value = payload
+        for stage in self._stages:
+            if isinstance(stage, FanOut):
+                replies = await _afan_out(registry, stage, value, deadline)
+            else:
+                reply = await registry.ask_reply_async(
+                    stage.key, value, timeout=stage.timeout, deadline=deadline
+                )
+                replies = (reply,)
+            step = StageTrace(stage.key, isinstance(stage, FanOut), replies)
+            trace.append(step)
+            if step.error is not None:
+                return self._fall_back(payload, step, tuple(trace))
+            value = step.value
         return PipelineResult(value, None, tuple(trace))
 
     def _fall_back(
@@ -260,6 +298,42 @@ class Pipeline:
         check_int("max_in_flight", max_in_flight, 1)
         return self._stream(iter(payloads), max_in_flight)
 
+    def amap(
+        self, payloads: Iterable[Any] | AsyncIterable[Any], *, max_in_flight: int = 10
+    ) -> AsyncGenerator[PipelineResult, None]:
+        """``map`` for ``async for``: ``arun`` over ``payloads`` (an iterable or an async
+        iterable, possibly endless), ``max_in_flight`` runs at once on the current event loop,
+        results in input order, at most ``max_in_flight`` payloads taken and not yet yielded.
+        Closing the generator (``aclose()``, leaving the loop) cancels the waits in flight."""
+        check_int("max_in_flight", max_in_flight, 1)
+        if isinstance(payloads, AsyncIterable):
+            return self._astream(payloads.__aiter__(), max_in_flight)
+        return self._astream(_as_async(iter(payloads)), max_in_flight)
+
+    async def _astream(
+        self, payloads: AsyncIterator[Any], max_in_flight: int
+    ) -> AsyncGenerator[PipelineResult, None]:
+        pending: deque[asyncio.Future[PipelineResult]] = deque()
+
+        async def take() -> bool:
+            try:
+                payload = await payloads.__anext__()
+            except StopAsyncIteration:
+                return False
+            pending.append(asyncio.ensure_future(self.arun(payload)))
+            return True
+
+        try:
+            while len(pending) < max_in_flight and await take():
+                pass
+            while pending:
+                yield await pending.popleft()
+                await take()
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
     def _stream(
         self, payloads: Iterator[Any], max_in_flight: int
     ) -> Generator[PipelineResult, None, None]:
@@ -281,19 +355,7 @@ def _fan_out(
 ) -> tuple[Reply, ...]:
     """One call per element, at most ``stage.max_in_flight`` at once (a new one starts as soon as
     any ends); replies in input order. After an element with no value, no new call starts."""
-    if isinstance(value, str | bytes | bytearray):
-        elements: Iterator[Any] | None = None
-    else:
-        try:
-            elements = iter(value)
-        except TypeError:
-            elements = None
-    if elements is None:
-        msg = (
-            f"fan-out stage {stage.key!r} needs an iterable (not a str or bytes) from the stage"
-            f" before, got {type(value).__name__} {show(value)}"
-        )
-        raise TypeError(msg)
+    elements = _elements(stage, value)
 
     def call(element: Any) -> Reply:
         reply: Reply = registry.ask_reply(
@@ -325,3 +387,54 @@ def _fan_out(
                 future.cancel()
             raise
     return tuple(replies[index] for index in sorted(replies))
+
+
+def _elements(stage: FanOut, value: Any) -> Iterator[Any]:
+    """The elements a fan-out stage calls its key for; a clear error if there are none."""
+    if not isinstance(value, str | bytes | bytearray):
+        try:
+            return iter(value)
+        except TypeError:
+            pass
+    msg = (
+        f"fan-out stage {stage.key!r} needs an iterable (not a str or bytes) from the stage"
+        f" before, got {type(value).__name__} {show(value)}"
+    )
+    raise TypeError(msg)
+
+
+async def _afan_out(
+    registry: CommandRegistry, stage: FanOut, value: Any, deadline: float | None
+) -> tuple[Reply, ...]:
+    """``_fan_out`` on an event loop: the calls are awaited, no thread is used."""
+    numbered = enumerate(_elements(stage, value))
+    replies: dict[int, Reply] = {}
+    running: dict[asyncio.Future[Reply], int] = {}
+    failed = False
+    try:
+        while True:
+            if not failed:
+                for index, element in itertools.islice(
+                    numbered, stage.max_in_flight - len(running)
+                ):
+                    call = registry.ask_reply_async(
+                        stage.key, element, timeout=stage.timeout, deadline=deadline
+                    )
+                    running[asyncio.ensure_future(call)] = index
+            if not running:
+                break
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                reply = task.result()
+                replies[running.pop(task)] = reply
+                failed = failed or not reply.ok
+    except BaseException:
+        for task in running:  # abandons the waits only: each call still ends by its deadline
+            task.cancel()
+        raise
+    return tuple(replies[index] for index in sorted(replies))
+
+
+async def _as_async(payloads: Iterator[Any]) -> AsyncIterator[Any]:
+    for payload in payloads:
+        yield payload
