@@ -164,6 +164,8 @@ PipelineFallback = Callable[[Any, BaseException, tuple[StageTrace, ...]], Any]
 
 AnyStage = Stage | FanOut
 
+_END = object()  # an iterator's end, for ``next(iterator, _END)``
+
 
 class Pipeline:
     """Stages of command keys run in sequence under one optional ``budget`` (seconds).
@@ -288,9 +290,11 @@ class Pipeline:
     def map(
         self, payloads: Iterable[Any], *, max_in_flight: int = 10
     ) -> Generator[PipelineResult, None, None]:
-        """Run the pipeline over ``payloads`` (possibly endless), ``max_in_flight`` runs at once,
-        yielding results in input order. At most ``max_in_flight`` payloads are taken from
-        ``payloads`` and not yet yielded: a slow consumer or stage slows the producer.
+        """Run the pipeline over ``payloads`` (possibly endless), at most ``max_in_flight`` runs
+        at once, yielding results in input order. A run that ends starts the next at once, even
+        while an older one is still running (its result waits, in order); at most
+        ``2 * max_in_flight`` payloads are ever taken and not yet yielded, so a slow consumer or
+        stage slows the producer and memory stays flat.
 
         The runs happen on threads owned by the returned generator: close it (``close()``,
         leaving a ``for`` loop over it, ``contextlib.closing``) to stop them; it waits for the
@@ -302,8 +306,9 @@ class Pipeline:
         self, payloads: Iterable[Any] | AsyncIterable[Any], *, max_in_flight: int = 10
     ) -> AsyncGenerator[PipelineResult, None]:
         """``map`` for ``async for``: ``arun`` over ``payloads`` (an iterable or an async
-        iterable, possibly endless), ``max_in_flight`` runs at once on the current event loop,
-        results in input order, at most ``max_in_flight`` payloads taken and not yet yielded.
+        iterable, possibly endless), at most ``max_in_flight`` runs at once on the current event
+        loop, results in input order, at most ``2 * max_in_flight`` payloads taken and not yet
+        yielded.
         Closing the generator (``aclose()``, leaving the loop) cancels the waits in flight."""
         check_int("max_in_flight", max_in_flight, 1)
         if isinstance(payloads, AsyncIterable):
@@ -313,39 +318,53 @@ class Pipeline:
     async def _astream(
         self, payloads: AsyncIterator[Any], max_in_flight: int
     ) -> AsyncGenerator[PipelineResult, None]:
-        pending: deque[asyncio.Future[PipelineResult]] = deque()
-
-        async def take() -> bool:
-            try:
-                payload = await payloads.__anext__()
-            except StopAsyncIteration:
-                return False
-            pending.append(asyncio.ensure_future(self.arun(payload)))
-            return True
-
+        window: deque[asyncio.Future[PipelineResult]] = deque()
+        more = True
         try:
-            while len(pending) < max_in_flight and await take():
-                pass
-            while pending:
-                yield await pending.popleft()
-                await take()
+            while True:
+                running = sum(not task.done() for task in window)
+                while more and running < max_in_flight and len(window) < 2 * max_in_flight:
+                    try:
+                        payload = await payloads.__anext__()
+                    except StopAsyncIteration:
+                        more = False
+                        break
+                    window.append(asyncio.ensure_future(self.arun(payload)))
+                    running += 1
+                if not window:
+                    return
+                if window[0].done():
+                    yield window.popleft().result()
+                else:
+                    busy = [task for task in window if not task.done()]
+                    await asyncio.wait(busy, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in pending:
+            for task in window:
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.gather(*window, return_exceptions=True)
 
     def _stream(
         self, payloads: Iterator[Any], max_in_flight: int
     ) -> Generator[PipelineResult, None, None]:
         pool = ThreadPoolExecutor(max_in_flight, thread_name_prefix="pipeline-map")
-        pending: deque[Future[PipelineResult]] = deque()
+        window: deque[Future[PipelineResult]] = deque()  # taken, not yet yielded, in order
+        more = True
         try:
-            for payload in itertools.islice(payloads, max_in_flight):
-                pending.append(pool.submit(self.run, payload))
-            while pending:
-                yield pending.popleft().result()
-                for payload in itertools.islice(payloads, 1):
-                    pending.append(pool.submit(self.run, payload))
+            while True:
+                running = sum(not future.done() for future in window)
+                while more and running < max_in_flight and len(window) < 2 * max_in_flight:
+                    payload = next(payloads, _END)
+                    if payload is _END:
+                        more = False
+                        break
+                    window.append(pool.submit(self.run, payload))
+                    running += 1
+                if not window:
+                    return
+                if window[0].done():
+                    yield window.popleft().result()
+                else:  # the oldest is still running: refill as soon as any run ends
+                    wait([f for f in window if not f.done()], return_when=FIRST_COMPLETED)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
