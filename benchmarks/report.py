@@ -9,6 +9,7 @@ from .cells import Target, targets_cell, us, x
 from .latency import Latency
 from .overload import Overload
 from .overload_report import overload_section
+from .pipeline_report import PipelineFigures, pipeline_section
 from .throughput import Throughput
 
 __all__ = [
@@ -147,6 +148,7 @@ def render(
     latencies: Mapping[str, Latency],
     throughputs: Mapping[str, Throughput],
     overload: Overload,
+    pipelines: PipelineFigures,
 ) -> str:
     """The whole report as Markdown."""
     lines = [
@@ -191,6 +193,8 @@ def render(
         "## Throughput against a 10 ms dependency",
         "",
         *_throughput_table(throughputs),
+        "",
+        *pipeline_section(latencies, pipelines, throughputs[OURS_THROUGHPUT].per_second),
         "",
         *overload_section(
             overload,

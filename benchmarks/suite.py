@@ -20,6 +20,7 @@ import pykka
 import structlog
 
 from actors import CommandRegistry, EventType, Reply
+from actors.pipeline import Pipeline, Stage
 from supervision.metrics import MAX_ACTIVE, MAX_IN_FLIGHT
 
 from .latency import Case, Latency, measure_latencies, percentile, timer_overhead_ns
@@ -38,6 +39,14 @@ from .overload_report import (
     OVERLOAD_SOLO_QUIET,
     REJECTED_SERVED,
 )
+from .pipeline_report import (
+    ASK_ASYNC,
+    BLOCKING_ASK_IN_LOOP,
+    PIPELINE_RUN,
+    SEQUENTIAL_ASKS,
+    PipelineFigures,
+)
+from .pipelines import MapThroughput, has_ask_async, measure_ask_async, measure_map
 from .pybreaker_probe import describe_pybreaker
 from .report import (
     BARE_ASK,
@@ -168,7 +177,16 @@ def _warnings_filtered() -> Iterator[None]:
         structlog.configure(**saved)
 
 
-def _measure(plan: Plan) -> tuple[dict[str, Latency], dict[str, Throughput], list[int]]:
+@dataclass(frozen=True, slots=True)
+class _Measured:
+    latencies: dict[str, Latency]
+    throughputs: dict[str, Throughput]
+    spans: list[int]
+    map_throughput: MapThroughput
+    ask_async: dict[str, Latency] | None
+
+
+def _measure(plan: Plan) -> _Measured:
     echo = EchoActor.start()
     registry = CommandRegistry()
     hand_rolled_echo = HandRolled(_identity)
@@ -206,6 +224,15 @@ def _measure(plan: Plan) -> tuple[dict[str, Latency], dict[str, Throughput], lis
 
             return call
 
+        three_stages = Pipeline(*[Stage(EchoCommand.key)] * 3, registry=registry)
+
+        def pipeline_run(i: int) -> object:
+            return three_stages.run(i).value
+
+        def three_asks(i: int) -> object:
+            ask, key = registry.ask, EchoCommand.key
+            return ask(key, ask(key, ask(key, i)))
+
         cases = [
             Case(BARE_FUNCTION, _identity, _identity),
             Case(BARE_ASK, ask_echo, _identity),
@@ -214,6 +241,8 @@ def _measure(plan: Plan) -> tuple[dict[str, Latency], dict[str, Throughput], lis
             Case(OURS_SHORT_CIRCUIT, asking(ForcedOpenCommand.key), _fallback_expected),
             Case(OURS_REJECTED, asking(ParkedCommand.key), _fallback_expected),
             Case(OURS_METRICS, record_metrics, _identity),
+            Case(PIPELINE_RUN, pipeline_run, _identity),
+            Case(SEQUENTIAL_ASKS, three_asks, _identity),
         ]
         latencies = measure_latencies(
             cases, rounds=plan.rounds, samples=plan.samples, chunk=plan.chunk, warmup=plan.warmup
@@ -233,6 +262,23 @@ def _measure(plan: Plan) -> tuple[dict[str, Latency], dict[str, Throughput], lis
             warmup_seconds=plan.warmup_seconds,
         )
         spans = sorted(DEPENDENCY_SPANS)
+        map_throughput = measure_map(
+            Pipeline(Stage(SlowDependencyCommand.key), registry=registry),
+            max_in_flight=plan.callers,
+            seconds=plan.slices * plan.slice_seconds,
+            warmup_seconds=plan.warmup_seconds,
+        )
+        ask_async = None
+        if has_ask_async():
+            ask_async = measure_ask_async(
+                registry,
+                EchoCommand.key,
+                (ASK_ASYNC, BLOCKING_ASK_IN_LOOP),
+                rounds=plan.rounds,
+                samples=plan.samples,
+                chunk=plan.chunk,
+                warmup=plan.warmup,
+            )
         release.set()
         holder.get(timeout=10.0)
     finally:
@@ -241,7 +287,7 @@ def _measure(plan: Plan) -> tuple[dict[str, Latency], dict[str, Throughput], lis
         for pool in (hand_rolled_echo, hand_rolled, pool_alone):
             pool.close()
         echo.stop()
-    return latencies, throughputs, spans
+    return _Measured(latencies, throughputs, spans, map_throughput, ask_async)
 
 
 def _rejection(reply: Reply) -> str:
@@ -358,12 +404,13 @@ def run(plan: Plan) -> str:
     """Measure everything once; the Markdown report."""
     started = time.perf_counter()
     with _quiet_structlog():
-        latencies, throughputs, spans = _measure(plan)
+        measured = _measure(plan)
         overload = _measure_overload(plan)
     pybreaker_note = describe_pybreaker()
     leftover = _join_leftover_threads(5.0)
     if leftover:
         print(f"warning: threads still alive after the run: {leftover}", file=sys.stderr)
+    spans = measured.spans
     info = RunInfo(
         date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         python=platform.python_version(),
@@ -396,4 +443,17 @@ def run(plan: Plan) -> str:
         dependency_p99_ms=percentile(spans, 0.99) / 1e6 if spans else 0.0,
         seconds=time.perf_counter() - started,
     )
-    return render(info, latencies, throughputs, overload)
+    pipelines = PipelineFigures(
+        map_throughput=measured.map_throughput,
+        ask_async=measured.ask_async,
+        map_plan=(
+            f"1 consumer thread, {plan.slices * plan.slice_seconds:g} s counted after"
+            f" {plan.warmup_seconds:g} s warm-up, {plan.callers} in flight"
+        ),
+        ask_async_plan=(
+            f"{plan.rounds} rounds x {plan.samples} calls per path inside one `asyncio.run`,"
+            f" alternating chunks of {plan.chunk} (which goes first alternates too), after"
+            f" {plan.warmup} warm-up calls per path, garbage collector off during the rounds"
+        ),
+    )
+    return render(info, measured.latencies, measured.throughputs, overload, pipelines)

@@ -25,7 +25,20 @@ ROWS = (
     "| ours: `registry.ask`, short-circuit",
     "| ours: `registry.ask`, rejected",
     "| ours: `registry.ask`, max_concurrent_requests=10 |",
+    "| ours: `Pipeline.run(x)`, 3 `Stage`s (echo) |",
+    "| ours: 3 sequential `registry.ask` (echo, the same keys) |",
 )
+
+#: The pipeline section's rows (ours, then its baseline) and its streaming row.
+PIPELINE_PAIRS = {
+    "ours: `Pipeline.run(x)`, 3 `Stage`s (echo)": (
+        "ours: 3 sequential `registry.ask` (echo, the same keys)"
+    ),
+    "ours: `await registry.ask_async` (echo, inside one `asyncio.run`)": (
+        "ours: blocking `registry.ask` (echo, the same rounds and loop)"
+    ),
+}
+MAP_ROW = "ours: `Pipeline(Stage(10 ms key)).map(count(), max_in_flight=10)`, 1 consumer"
 
 OVERLOAD_ROWS = (
     "ours: 200 callers, `command.rejected` logged (defaults)",
@@ -104,6 +117,25 @@ def test_quick_benchmark_exits_zero_and_writes_every_row(tmp_path: pathlib.Path)
         if name in NEVER_REFUSED:
             assert refused == 0, f"{name}: {refused} fallbacks refused"
     assert overload[OVERLOAD_ROWS[1]]["p99 ÷ hand-rolled"] == "1.00x"
+    assert "## Pipelines and `ask_async`" in report
+    pairs = _table_after(report, "| Ours | Baseline |")
+    assert list(pairs) == list(PIPELINE_PAIRS)
+    for name, row in pairs.items():
+        assert row["Baseline"] == PIPELINE_PAIRS[name]
+        if "not measured" in row["p50 µs"]:  # this build has no ask_async (yet)
+            assert "ask_async" in name
+            continue
+        assert 0 < _number(row["p50 µs"]) <= _number(row["p99 µs"]), name
+        assert 0 < _number(row["base p50 µs"]) <= _number(row["base p99 µs"]), name
+        assert _number(row["p50 ratio"]) > 0, name
+    assert pairs[next(iter(PIPELINE_PAIRS))]["Result"] in ("**PASS**", "**MISS**")
+    streaming = _table_after(report, "| Streaming (10 ms dependency) |")
+    assert list(streaming) == [MAP_ROW]
+    mapped = streaming[MAP_ROW]
+    assert _number(mapped["calls/s"]) > 0
+    assert 0 < _number(mapped["% of ideal 1,000/s"].rstrip("%")) <= 110
+    assert mapped["Result"] in ("**PASS**", "**MISS**")
+
     checks = _table_after(report, "| Check |")
     assert len(checks) == 2
     assert all(row["Result"] in ("**PASS**", "**MISS**") for row in checks.values())
