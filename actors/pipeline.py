@@ -165,6 +165,10 @@ PipelineFallback = Callable[[Any, BaseException, tuple[StageTrace, ...]], Any]
 AnyStage = Stage | FanOut
 
 _END = object()  # an iterator's end, for ``next(iterator, _END)``
+#: ``map`` keeps at most this many times ``max_in_flight`` payloads taken and not yet yielded
+#: (1: the hard bound the issue asks for; 2 measured about 3-15 % more throughput against a
+#: jittery 10 ms dependency, at the cost of twice the lookahead).
+_WINDOW = 1
 
 
 class Pipeline:
@@ -291,10 +295,10 @@ class Pipeline:
         self, payloads: Iterable[Any], *, max_in_flight: int = 10
     ) -> Generator[PipelineResult, None, None]:
         """Run the pipeline over ``payloads`` (possibly endless), at most ``max_in_flight`` runs
-        at once, yielding results in input order. A run that ends starts the next at once, even
-        while an older one is still running (its result waits, in order); at most
-        ``2 * max_in_flight`` payloads are ever taken and not yet yielded, so a slow consumer or
-        stage slows the producer and memory stays flat.
+        at once, yielding results in input order. At most ``max_in_flight`` payloads are ever
+        taken and not yet yielded (as Akka Streams' ``mapAsync``): a slow consumer or stage slows
+        the producer and memory stays flat; a result that finishes early waits for the older
+        ones.
 
         The runs happen on threads owned by the returned generator: close it (``close()``,
         leaving a ``for`` loop over it, ``contextlib.closing``) to stop them; it waits for the
@@ -307,7 +311,7 @@ class Pipeline:
     ) -> AsyncGenerator[PipelineResult, None]:
         """``map`` for ``async for``: ``arun`` over ``payloads`` (an iterable or an async
         iterable, possibly endless), at most ``max_in_flight`` runs at once on the current event
-        loop, results in input order, at most ``2 * max_in_flight`` payloads taken and not yet
+        loop, results in input order, at most ``max_in_flight`` payloads taken and not yet
         yielded.
         Closing the generator (``aclose()``, leaving the loop) cancels the waits in flight."""
         check_int("max_in_flight", max_in_flight, 1)
@@ -323,7 +327,7 @@ class Pipeline:
         try:
             while True:
                 running = sum(not task.done() for task in window)
-                while more and running < max_in_flight and len(window) < 2 * max_in_flight:
+                while more and running < max_in_flight and len(window) < _WINDOW * max_in_flight:
                     try:
                         payload = await payloads.__anext__()
                     except StopAsyncIteration:
@@ -352,7 +356,7 @@ class Pipeline:
         try:
             while True:
                 running = sum(not future.done() for future in window)
-                while more and running < max_in_flight and len(window) < 2 * max_in_flight:
+                while more and running < max_in_flight and len(window) < _WINDOW * max_in_flight:
                     payload = next(payloads, _END)
                     if payload is _END:
                         more = False
