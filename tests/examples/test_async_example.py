@@ -3,32 +3,15 @@ cancelled at its deadline, on a loop that never blocks."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "issue_report_async.py"
+from scripts import run_example
 
 
 @pytest.mark.timeout(60)
 def test_the_async_example_reports_complete_then_partial_and_cancels_slow_lookups() -> None:
-    paths = [str(ROOT), str(ROOT / "examples"), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
-
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLE), "--quick"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=45,
-        check=False,
-    )
+    done = run_example("issue_report_async.py", "--quick", timeout=45)
 
     output = done.stdout + done.stderr
     assert done.returncode == 0, output

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fake_jira import FakeJira, Mode
-
-ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "examples" / "jira_issues.py"
+from scripts import get, run_example
 
 
 @pytest.fixture
@@ -25,31 +16,13 @@ def jira() -> Iterator[FakeJira]:
         yield server
 
 
-def get(url: str, timeout: float = 2.0) -> tuple[int, dict[str, object]]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
-
-
 # -- the demo --------------------------------------------------------------------------------------
 
 
 @pytest.mark.timeout(90)
 def test_the_quick_demo_shows_the_circuit_opening_and_closing_again() -> None:
-    paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, str(DEMO), "--quick"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_example("jira_issues.py", "--quick", timeout=60)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert time.monotonic() - started < 60

@@ -3,21 +3,12 @@ its switch."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fake_users import FakeUsers, Mode
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "issue_report_pipeline.py"
+from scripts import get, run_example
 
 
 @pytest.fixture
@@ -26,31 +17,13 @@ def users() -> Iterator[FakeUsers]:
         yield server
 
 
-def get(url: str, timeout: float = 2.0) -> tuple[int, dict[str, object]]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
-
-
 # -- the example -----------------------------------------------------------------------------------
 
 
 @pytest.mark.timeout(60)
 def test_the_quick_example_reports_complete_then_partial_when_the_user_service_degrades() -> None:
-    paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLE), "--quick"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=45,
-        check=False,
-    )
+    done = run_example("issue_report_pipeline.py", "--quick", timeout=45)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert time.monotonic() - started < 30
