@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -36,7 +37,7 @@ from supervision.snapshot import CommandMetrics
 from .command import Command
 from .event_loop import KeyLoop
 from .gate import Gate, Stuck
-from .log import log_transitions, logger
+from .log import Log, log_transitions, logger, ms
 from .messages import Refill, Reply
 from .ticket import Ticket
 
@@ -51,9 +52,11 @@ TransitionListener = Callable[[str, Transition], None]
 
 _SHORT = EventType.SHORT_CIRCUITED
 
-#: At most one ``command.rejected`` line per key per this many seconds (with a count of the
-#: lines held back): under overload, logging every rejection would cost more than rejecting.
-REJECTION_LOG_INTERVAL = 1.0
+#: At most one line of each per-call warning or error (``command.rejected``,
+#: ``command.timed_out``, ``command.failed``, ``fallback.failed``) per key per this many seconds,
+#: with a count of the lines held back: under overload or an outage, logging every call would
+#: cost more than the call and drown the application's own logs.
+PER_CALL_LOG_INTERVAL = 1.0
 
 
 class CommandPort:
@@ -77,7 +80,7 @@ class CommandPort:
         self.config = config
         self.clock = clock
         self.gate = Gate(config, breaker_clock)
-        self.log: Any = logger.bind(command=key)
+        self.log: Log = logger.bind(command=key)
         self.supervisor: pykka.ActorRef[Any] | None = None
         #: Set when the registry stopped the key (reset, shutdown): asks are re-routed or refused.
         self.closed: CommandError | None = None
@@ -99,7 +102,7 @@ class CommandPort:
         self._listeners = listeners
         self._fallback_command: Command | None = None
         self._lock = threading.Lock()
-        self._rejections = Throttle(REJECTION_LOG_INTERVAL, clock)
+        self._throttles: dict[str, Throttle] = {}
         #: The key's event loop for ``async def run`` (its thread starts on first need).
         self.loop = KeyLoop(f"hystrix-async-{key}")
 
@@ -204,14 +207,12 @@ class CommandPort:
             self.log.debug("command.short_circuited", reason=error.reason)
         else:
             error = MaxConcurrencyError(f"command {self.key!r}: max concurrency", key=self.key)
-            held_back = self._rejections.allow()
-            if held_back is not None:
-                self.log.warning(
-                    "command.rejected",
-                    reason=error.reason,
-                    in_flight=self.gate.in_flight,
-                    held_back=held_back,
-                )
+            self.log_per_call(
+                logging.WARNING,
+                "command.rejected",
+                reason=error.reason,
+                in_flight=self.gate.in_flight,
+            )
         return self.fall_back(payload, event, error, started)
 
     def expire(
@@ -237,7 +238,9 @@ class CommandPort:
             f"command {self.key!r}: timeout after {limit:.3f}s", key=self.key
         )
         error.__cause__ = cause
-        self.log.warning("command.timed_out", reason=error.reason, timeout=limit)
+        self.log_per_call(
+            logging.WARNING, "command.timed_out", reason=error.reason, timeout_ms=ms(limit)
+        )
         reply = self.fall_back(ticket.payload, EventType.TIMEOUT, error, ticket.started)
         ticket.answer(reply)
         return reply
@@ -279,7 +282,7 @@ class CommandPort:
             call.ended.wait()  # ends when run has handled its CancelledError (or the loop stops)
         error = call.error
         if isinstance(error, asyncio.CancelledError) and call.cancel_sent:
-            self.log.info("command.cancelled", ran_past=round(self.clock() - ticket.deadline, 3))
+            self.log.info("command.cancelled", ran_past_ms=ms(self.clock() - ticket.deadline))
             timeout = CommandTimeoutError(
                 f"command {self.key!r}: run cancelled at its deadline", key=self.key
             )
@@ -312,7 +315,7 @@ class CommandPort:
                 "worker.abandoned",
                 worker=ticket.runner.actor_urn if ticket.runner else None,
                 zombies=self.gate.zombies,
-                overdue=round(self.clock() - ticket.deadline, 3),
+                overdue_ms=ms(self.clock() - ticket.deadline),
             )
             supervisor = self.supervisor
             if supervisor is not None:
@@ -396,11 +399,27 @@ class CommandPort:
             run_error=error,
         )
         failed.__cause__ = exc
-        self.log.error("fallback.failed", error=repr(exc), run_error=repr(error))
+        self.log_per_call(logging.ERROR, "fallback.failed", error=repr(exc), run_error=repr(error))
         events = (*head, EventType.FALLBACK_FAILURE)
         return Reply(self.key, None, failed, events, self.clock() - started)
 
     # -- events and configuration --------------------------------------------------------------
+
+    def log_per_call(self, level: int, event: str, **fields: Any) -> None:
+        """Log an event that may happen on every call: at most one line per key per
+        ``PER_CALL_LOG_INTERVAL``, with ``held_back`` (lines not written since the last one).
+        Nothing is counted or rendered while the level is disabled."""
+        log = self.log
+        if not log.enabled(level):
+            return
+        throttle = self._throttles.get(event)
+        if throttle is None:
+            throttle = self._throttles.setdefault(
+                event, Throttle(PER_CALL_LOG_INTERVAL, self.clock)
+            )
+        held_back = throttle.allow()
+        if held_back is not None:
+            log.log(level, event, **fields, held_back=held_back)
 
     def publish(self, transitions: tuple[Transition, ...]) -> None:
         self.gate.transitioned(transitions)

@@ -28,6 +28,7 @@ from supervision import (
 )
 
 from .command import Command, FunctionCommand
+from .log import ms
 from .messages import Reconfigure, SupervisorExited
 from .port import CommandPort, TransitionListener
 from .supervisor import CommandActor
@@ -236,7 +237,7 @@ class RegistryActor(pykka.ThreadingActor):
             port.status = "restarting"
             log.warning(
                 "supervisor.restarting",
-                delay=round(decision.delay, 3),
+                delay_ms=ms(decision.delay),
                 restarts=decision.restarts,
                 max_restarts=decision.max_restarts,
                 escalated=message.escalated,
@@ -255,7 +256,7 @@ class RegistryActor(pykka.ThreadingActor):
             "command.down",
             restarts=decision.restarts,
             max_restarts=decision.max_restarts,
-            period=decision.period,
+            period_ms=ms(decision.period),
         )
 
     def _tell(self, message: Any) -> None:

@@ -21,7 +21,7 @@ from supervision import Child, CommandError, Decision, Directive, Restarts, mono
 
 from .gate import START
 from .lifecycle import SupervisedActor
-from .log import logger
+from .log import Log, logger
 from .messages import Reconfigure, Refill, Retire, Retired, SupervisorExited, WorkerExited
 from .port import CommandPort
 from .testing import Crash
@@ -41,7 +41,7 @@ class CommandActor(SupervisedActor):
         self._restarts = Restarts(Child.WORKER, port.config.supervision, monotonic)
         self._escalation: Decision | None = None
         self._error: BaseException | None = None
-        self._log: Any = logger
+        self._log: Log = logger
 
     def on_start(self) -> None:
         self._log = self._port.log.bind(actor=self.actor_urn)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import inspect
+import logging
 import threading
 from typing import Any
 
@@ -25,7 +26,7 @@ from supervision import BadRequest, CommandError, EventType
 from .command import Command
 from .gate import RETIRE
 from .lifecycle import SupervisedActor
-from .log import logger
+from .log import Log, logger
 from .messages import Reply, Retire, Retired, WorkerExited
 from .port import CommandPort
 from .testing import Crash
@@ -69,7 +70,7 @@ class WorkerActor(SupervisedActor):
         self.awaiting = False
         self.thread: threading.Thread | None = None
         self._error: BaseException | None = None
-        self._log: Any = logger
+        self._log: Log = logger
 
     def on_start(self) -> None:
         port = self._port
@@ -224,7 +225,7 @@ class WorkerActor(SupervisedActor):
             reply = Reply(port.key, None, error, (_BAD_REQUEST,), port.clock() - ticket.started)
         else:
             assert error is not None
-            self._log.error("command.failed", error=repr(error))
+            port.log_per_call(logging.ERROR, "command.failed", error=repr(error))
             reply = port.fall_back(ticket.payload, _FAILURE, error, ticket.started, self._command)
         ticket.answer(reply)
         return after
