@@ -5,7 +5,16 @@ actors, a bulkhead, a timeout watchdog and a circuit breaker. Whatever goes wron
 receives a reply carrying the fallback's value.
 """
 
-from supervision import (
+import importlib.metadata
+
+from . import import_check
+
+import_check.check_found()  # before anything runs from a 'supervision' that may not be ours
+import supervision  # noqa: E402
+
+import_check.check_imported(supervision)
+
+from supervision import (  # noqa: E402
     BadRequest,
     CircuitOpenError,
     CircuitState,
@@ -19,10 +28,15 @@ from supervision import (
     UnknownCommandError,
 )
 
-from .command import Command
-from .messages import Reply, ShutdownReport
-from .pipeline import FanOut, Pipeline, PipelineResult, Stage, StageTrace
-from .registry import CommandRegistry
+from .command import Command  # noqa: E402
+from .messages import Reply, ShutdownReport  # noqa: E402
+from .pipeline import FanOut, Pipeline, PipelineResult, Stage, StageTrace  # noqa: E402
+from .registry import CommandRegistry  # noqa: E402
+
+try:
+    __version__ = importlib.metadata.version("hystrix-actors")
+except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a source tree
+    __version__ = "0+unknown"
 
 __all__ = [
     "BadRequest",

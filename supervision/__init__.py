@@ -31,6 +31,10 @@ from .restart import DECISIONS, Child, Decision, Directive, Restarts, backoff_de
 from .throttle import Throttle
 from .window import RollingCounts
 
+#: Which distribution this package belongs to (``actors`` checks it: another package is also
+#: called ``supervision``).
+__distribution__ = "hystrix-actors"
+
 __all__ = [
     "DECISIONS",
     "ERROR_EVENTS",
