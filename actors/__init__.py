@@ -29,9 +29,14 @@ from supervision import (  # noqa: E402
 )
 
 from .command import Command  # noqa: E402
+from .decorator import AsyncCommandFunction, CommandFunction  # noqa: E402
 from .messages import Reply, ShutdownReport  # noqa: E402
 from .pipeline import FanOut, Pipeline, PipelineResult, Stage, StageTrace  # noqa: E402
 from .registry import CommandRegistry  # noqa: E402
+
+#: ``@command(key, config=..., fallback=...)``: a function made into a command of the default
+#: registry (``registry.command`` for an isolated one).
+command = CommandRegistry.command
 
 try:
     __version__ = importlib.metadata.version("hystrix-actors")
@@ -39,12 +44,14 @@ except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a
     __version__ = "0+unknown"
 
 __all__ = [
+    "AsyncCommandFunction",
     "BadRequest",
     "CircuitOpenError",
     "CircuitState",
     "Command",
     "CommandConfig",
     "CommandError",
+    "CommandFunction",
     "CommandRegistry",
     "CommandTimeoutError",
     "EventType",
@@ -59,4 +66,6 @@ __all__ = [
     "Stage",
     "StageTrace",
     "UnknownCommandError",
+    "__version__",
+    "command",
 ]

@@ -7,11 +7,13 @@ the edge where a caller asked for a plain value.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Generic
 
 import pykka
 
 from supervision import CommandConfig, EventType
+
+from .generics import ResultT
 
 __all__ = [
     "Reconfigure",
@@ -28,7 +30,7 @@ _VALUE_EVENTS = (EventType.SUCCESS, EventType.FALLBACK_SUCCESS)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(Generic[ResultT]):
     """The answer to one ask: the value of ``run``, or of ``fallback``, or an error.
 
     ``error`` is None when ``run`` succeeded; when the call fell back it is the reason it did
@@ -38,7 +40,7 @@ class Reply:
     """
 
     key: str
-    value: Any
+    value: ResultT
     error: BaseException | None
     events: tuple[EventType, ...]
     latency: float
@@ -53,7 +55,7 @@ class Reply:
         """True when the value is the fallback's: the answer is degraded."""
         return EventType.FALLBACK_SUCCESS in self.events
 
-    def unwrap(self) -> Any:
+    def unwrap(self) -> ResultT:
         """The value, or raise as ``ask`` would."""
         if self.ok:
             return self.value

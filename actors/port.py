@@ -103,6 +103,8 @@ class CommandPort:
         self._fallback_command: Command | None = None
         self._lock = threading.Lock()
         self._throttles: dict[str, Throttle] = {}
+        #: Set once a blocking ask was made on a thread running an event loop (warned once).
+        self.warned_in_loop = False
         #: The key's event loop for ``async def run`` (its thread starts on first need).
         self.loop = KeyLoop(f"hystrix-async-{key}")
 
@@ -117,6 +119,8 @@ class CommandPort:
     ) -> Ticket | Reply:
         """Admit a call and send it to the supervisor, or answer it at once. A non-blocking
         call's answer goes to ``on_answer`` if given, else to the ticket's pykka future."""
+        if block and not self.warned_in_loop and asyncio._get_running_loop() is not None:
+            self.warn_blocking_in_loop()
         started = self.clock()
         unavailable = self.closed or self.down
         if unavailable is not None:
@@ -143,6 +147,16 @@ class CommandPort:
             return ticket
         self.hand_back(ticket)
         return ticket
+
+    def warn_blocking_in_loop(self) -> None:
+        """A blocking ask on a thread running an event loop stalls that loop until the answer:
+        say so once per key (the call still goes ahead)."""
+        self.warned_in_loop = True
+        self.log.warning(
+            "command.blocking_ask_in_event_loop",
+            hint="this blocks the running event loop until the answer; use"
+            " 'await registry.ask_async(...)' (or ask_reply_async) there",
+        )
 
     def out_of_time(self, payload: Any) -> Reply:
         """A call whose caller's deadline has passed before it was made: TIMEOUT, then the

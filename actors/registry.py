@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import MethodType, TracebackType
-from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
 
 import pykka
 
@@ -32,7 +32,8 @@ from supervision import (
 from supervision.checks import as_float, check_number, show
 from supervision.snapshot import CommandMetrics
 
-from .command import Command, FunctionCall, FunctionCommand
+from .command import Command, FunctionCall, FunctionCommand, check_command_class
+from .decorator import CommandDecorator
 from .event_loop import wake
 from .log import logger
 from .messages import Reply, ShutdownReport
@@ -48,6 +49,7 @@ from .registry_actor import (
     Route,
     largest_timeout,
 )
+from .signatures import Ask, AskAsync, AskReply, AskReplyAsync, Key, Method
 from .ticket import Ticket
 from .watchdog import Watchdog
 
@@ -65,10 +67,15 @@ class _DefaultBound(Generic[P, R]):
     The default registry is made on the first such call, not when the attribute is looked up.
     """
 
-    def __init__(self, func: Callable[Concatenate[CommandRegistry, P], R]) -> None:
+    def __init__(
+        self, func: Callable[Concatenate[CommandRegistry, P], R], name: str | None = None
+    ) -> None:
         self._func = func
         self.__doc__ = func.__doc__
-        self.__name__ = func.__name__
+        self.__name__ = name or func.__name__
+        if name is not None:
+            func.__name__ = name
+            func.__qualname__ = f"CommandRegistry.{name}"
 
         @functools.wraps(func)
         def on_default(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -116,6 +123,14 @@ def _check_deadline(deadline: object) -> None:
     ):
         msg = f"deadline must be a finite time.monotonic() instant or None, got {show(deadline)}"
         raise ValueError(msg)
+
+
+def _class_key(command_class: type[Command]) -> str:
+    key = getattr(command_class, "key", None)
+    if not isinstance(key, str):
+        msg = f"{command_class.__qualname__} has no command key (set its 'key' to a str)"
+        raise TypeError(msg)
+    return key
 
 
 def _unwrap(reply: Reply) -> Any:
@@ -204,9 +219,28 @@ class CommandRegistry:
                 f" got {show(command_class.config)}"
             )
             raise TypeError(msg)
+        check_command_class(command_class, args, kwargs)
         self._ensure_open()
         self._actor.ask(Register(command_class, args, kwargs))
         return command_class
+
+    @_DefaultBound
+    def command(
+        self,
+        key: str,
+        *,
+        config: CommandConfig | None = None,
+        fallback: Callable[[Any, BaseException], Any] | None = None,
+        group: str | None = None,
+    ) -> CommandDecorator:
+        """A decorator that turns a function ``f(payload)`` into a command registered here
+        under ``key``: calling the decorated function asks through this registry and returns
+        the value (or the fallback's, or raises as ``ask`` does); an ``async def`` function
+        gives an awaitable that asks with ``ask_async``. ``fallback(payload, error)`` is the
+        degraded answer, as ``Command.fallback``; ``config`` and ``group`` as on a
+        ``Command``. ``actors.command`` is this method on the default registry."""
+        _check_key(key)
+        return CommandDecorator(self, key, config, fallback, group)
 
     @_DefaultBound
     def configure(self, key: str, config: CommandConfig) -> None:
@@ -259,9 +293,25 @@ class CommandRegistry:
         self._routes[key] = port
         return port
 
+    def _port_of(self, key: Key) -> CommandPort:
+        """The port of a key given as a string (the hot path) or as its command class."""
+        if type(key) is str:
+            return self._port(key)
+        if not (isinstance(key, type) and issubclass(key, Command)):
+            return self._port(key)  # not a key: refused there, with its type named
+        port = self._port(_class_key(key))
+        if not issubclass(port.command_class, key):
+            registered = port.command_class.__qualname__
+            msg = (
+                f"command {port.key!r} is registered as {registered}, not {key.__qualname__}:"
+                f" ask with the key, or register {key.__qualname__}"
+            )
+            raise UnknownCommandError(msg, key=port.key)
+        return port
+
     def _submit(
         self,
-        key: str,
+        key: Key,
         payload: Any,
         timeout: float | None,
         block: bool,
@@ -272,19 +322,18 @@ class CommandRegistry:
         if timeout is not None:
             _check_timeout(timeout)
         if deadline is None:
-            return self._port(key).submit(payload, timeout, block, on_answer)
+            return self._port_of(key).submit(payload, timeout, block, on_answer)
         _check_deadline(deadline)
-        port = self._port(key)
+        port = self._port_of(key)
         left = deadline - time.monotonic()
         if left <= 0:
             return port.out_of_time(payload)
         limit = left if timeout is None else min(timeout, left)
         return port.submit(payload, limit, block, on_answer)
 
-    @_DefaultBound
-    def ask_reply(
+    def _ask_reply(
         self,
-        key: str,
+        key: Key,
         payload: Any = None,
         *,
         block: bool = True,
@@ -299,10 +348,11 @@ class CommandRegistry:
         outcome = self._submit(key, payload, timeout, block, deadline)
         return _reply(outcome) if block else _future(outcome)
 
-    @_DefaultBound
-    def ask(
+    ask_reply = cast("Method[AskReply]", _DefaultBound(_ask_reply, "ask_reply"))
+
+    def _ask(
         self,
-        key: str,
+        key: Key,
         payload: Any = None,
         *,
         block: bool = True,
@@ -311,14 +361,19 @@ class CommandRegistry:
     ) -> Any:
         """The value of ``run``, or of ``fallback`` when the call failed, timed out, was
         rejected or short-circuited; with no fallback, raise (see ``Reply.unwrap``).
-        With ``block=False``, a pykka future of that value."""
+        With ``block=False``, a pykka future of that value.
+
+        ``key`` is the command's key, or its ``Command`` class (typed code then gets the
+        class's result type). A blocking ask on a thread running an event loop works but
+        stalls the loop: the first one per key logs a warning naming ``ask_async``."""
         outcome = self._submit(key, payload, timeout, block, deadline)
         return _reply(outcome).unwrap() if block else _future(outcome).map(_unwrap)
 
-    @_DefaultBound
-    async def ask_reply_async(
+    ask = cast("Method[Ask]", _DefaultBound(_ask, "ask"))
+
+    async def _ask_reply_async(
         self,
-        key: str,
+        key: Key,
         payload: Any = None,
         *,
         timeout: float | None = None,
@@ -332,7 +387,7 @@ class CommandRegistry:
         loop = asyncio.get_running_loop()
         if self._closed is None and not self._cached(key):
             # the key's first call: the registry actor builds its port, off the loop
-            await loop.run_in_executor(None, self._port, key)
+            await loop.run_in_executor(None, self._port_of, key)
         waiter: asyncio.Future[Reply] = loop.create_future()
         outcome = self._submit(
             key, payload, timeout, False, deadline, on_answer=functools.partial(wake, loop, waiter)
@@ -341,10 +396,13 @@ class CommandRegistry:
             return outcome
         return await waiter
 
-    @_DefaultBound
-    async def ask_async(
+    ask_reply_async = cast(
+        "Method[AskReplyAsync]", _DefaultBound(_ask_reply_async, "ask_reply_async")
+    )
+
+    async def _ask_async(
         self,
-        key: str,
+        key: Key,
         payload: Any = None,
         *,
         timeout: float | None = None,
@@ -355,7 +413,11 @@ class CommandRegistry:
         reply = await self.ask_reply_async(key, payload, timeout=timeout, deadline=deadline)
         return reply.unwrap()
 
+    ask_async = cast("Method[AskAsync]", _DefaultBound(_ask_async, "ask_async"))
+
     def _cached(self, key: object) -> bool:
+        if isinstance(key, type) and issubclass(key, Command):
+            key = getattr(key, "key", None)
         port = self._routes.get(key) if type(key) is str else None
         return port is not None and port.closed is None
 

@@ -199,8 +199,9 @@ class WorkerActor(SupervisedActor):
                 command._ticket = None
         except BadRequest as exc:
             event, error = _BAD_REQUEST, exc
-        except BaseException as exc:
-            event, error = _FAILURE, exc
+        except BaseException as exc:  # an ignored exception passes to the caller like BadRequest
+            event = _BAD_REQUEST if isinstance(exc, port.config.ignore) else _FAILURE
+            error = exc
         after = _After.NEXT if error is None or isinstance(error, Exception) else _After.DIE
         if after is _After.DIE:
             self._error = error

@@ -15,6 +15,17 @@ def _check_seconds(name: str, value: object, *, allow_zero: bool = False) -> Non
     check_number(name, value, allow_low=allow_zero, unit="seconds")
 
 
+def _exception_classes(name: str, value: object) -> tuple[type[BaseException], ...]:
+    """A tuple of exception classes, from a tuple, list, set or a single class."""
+    items: object = (value,) if isinstance(value, type) else value
+    if isinstance(items, tuple | list | set | frozenset):
+        classes = tuple(items)
+        if all(isinstance(c, type) and issubclass(c, BaseException) for c in classes):
+            return classes
+    msg = f"{name} must be a tuple of exception classes, got {show(value)}"
+    raise ValueError(msg)
+
+
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class CommandConfig:
     """How one command key is protected. Defaults are Hystrix's.
@@ -49,6 +60,11 @@ class CommandConfig:
     force_closed: bool = False
     #: How the key's workers and supervisor are restarted, and when stuck workers are abandoned.
     supervision: SupervisionPolicy = dataclasses.field(default_factory=SupervisionPolicy)
+    #: Exception classes that ``run`` may raise to the caller as they are, like ``BadRequest``:
+    #: no fallback, counted neither for nor against the circuit (resilience4j's
+    #: ``ignoreExceptions``). Subclasses match too. A list or a single class is accepted and
+    #: stored as a tuple.
+    ignore: tuple[type[BaseException], ...] = ()
 
     def __post_init__(self) -> None:
         _check_seconds("timeout", self.timeout)
@@ -72,6 +88,7 @@ class CommandConfig:
         if not isinstance(self.supervision, SupervisionPolicy):
             msg = f"supervision must be a SupervisionPolicy, got {show(self.supervision)}"
             raise ValueError(msg)
+        object.__setattr__(self, "ignore", _exception_classes("ignore", self.ignore))
 
     def replace(self, **changes: Any) -> CommandConfig:
         """A copy with some fields changed (validated like the original)."""

@@ -254,6 +254,13 @@ def _count(value: object, low: int, high: float) -> bool:
     return not isinstance(value, bool) and isinstance(value, int) and low <= value <= high
 
 
+def _exception_classes(value: object) -> bool:
+    items = (value,) if isinstance(value, type) else value
+    return isinstance(items, tuple | list | set | frozenset) and all(
+        isinstance(c, type) and issubclass(c, BaseException) for c in items
+    )
+
+
 #: Each field's documented range.
 IN_RANGE: dict[str, Callable[[object], bool]] = {
     "timeout": lambda v: _seconds(v, zero=False),
@@ -269,6 +276,7 @@ IN_RANGE: dict[str, Callable[[object], bool]] = {
     "force_open": lambda v: isinstance(v, bool),
     "force_closed": lambda v: isinstance(v, bool),
     "supervision": lambda v: isinstance(v, SupervisionPolicy),
+    "ignore": _exception_classes,
 }
 
 ANY_VALUE = st.one_of(
@@ -284,6 +292,7 @@ ANY_VALUE = st.one_of(
     st.just(SupervisionPolicy()),
     st.just(CommandConfig()),
     st.builds(object),
+    st.sampled_from([KeyError, (KeyError, ValueError), [LookupError], (KeyError, int)]),
 )
 
 

@@ -26,6 +26,7 @@ def test_the_defaults_are_hystrixs() -> None:
     assert config.fallback_max_concurrent == 10
     assert config.force_open is False
     assert config.force_closed is False
+    assert config.ignore == ()
 
 
 def test_the_defaults_cover_every_field() -> None:
@@ -45,6 +46,7 @@ def test_the_defaults_cover_every_field() -> None:
         "force_open",
         "force_closed",
         "supervision",
+        "ignore",
     }
 
 
