@@ -56,13 +56,16 @@ class Log:
     """A library's logger: the application's structlog pipeline when it has one, else stdlib
     ``logging``. Immutable; ``bind`` returns a new one with more context."""
 
-    __slots__ = ("_context", "_std", "_struct")
+    __slots__ = ("_bound", "_context", "_std", "_struct")
 
     def __init__(self, name: str = LOGGER_NAME, context: dict[str, Any] | None = None) -> None:
         self._context: dict[str, Any] = context or {}
         self._std = logging.getLogger(name)
-        # a lazy proxy, resolved at each event: it follows later structlog.configure() calls
+        # a lazy proxy: nothing is resolved until structlog is configured and an event comes
         self._struct: Any = structlog.get_logger(name, **self._context)
+        #: The proxy resolved at the first event under structlog (as binding resolves it);
+        #: ``structlog.testing.capture_logs`` still reaches it (it edits the processor list).
+        self._bound: Any = None
 
     def bind(self, **fields: Any) -> Log:
         return Log(self._std.name, {**self._context, **fields})
@@ -74,7 +77,10 @@ class Log:
 
     def _emit(self, level: int, method: str, event: str, fields: dict[str, Any]) -> None:
         if structlog.is_configured():
-            getattr(self._struct, method)(event, **fields)
+            bound = self._bound
+            if bound is None:
+                bound = self._bound = self._struct.bind()
+            getattr(bound, method)(event, **fields)
             return
         std = self._std
         if not std.isEnabledFor(level):

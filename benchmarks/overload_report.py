@@ -231,7 +231,9 @@ def _logging_note(overload: Overload) -> str:
     listed = "; ".join(f"{label}: {count:,}" for label, count in sorted(others.items()))
     other = f" Other answers: {listed}." if others else ""
     return (
-        f"- `command.rejected` is rendered by structlog's `ConsoleRenderer` to /dev/null{wrote};"
+        f"- The overload part configures structlog (warnings and above, rendered by"
+        f" `ConsoleRenderer` to /dev/null; the quiet key's events dropped by a first"
+        f" processor): `command.rejected` is rendered{wrote};"
         f" under {crowd.callers} callers {crowd.per_second:,.0f} rejections/s logged against"
         f" {quiet.per_second:,.0f} filtered out. The overload part took"
         f" {overload.seconds:.1f} s, garbage collector on.{outran}{other}"

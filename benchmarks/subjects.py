@@ -155,7 +155,7 @@ class OverloadedCommand(Command):
 
 
 class QuietOverloadedCommand(OverloadedCommand):
-    """The same under another key, whose port the suite builds with warnings filtered out."""
+    """The same under another key, whose events the suite drops in a first structlog processor."""
 
     key = "bench.overload.quiet"
 

@@ -145,13 +145,20 @@ def _fallback_expected(_: int) -> str:
 
 
 @contextlib.contextmanager
-def _quiet_structlog() -> Iterator[None]:
-    """Debug events are no-ops; warnings are rendered, but to /dev/null, not the table.
+def _quiet_structlog(drop_command: str) -> Iterator[None]:
+    """Debug events are no-ops; warnings are rendered, but to /dev/null, not the table; the
+    events of the key ``drop_command`` are dropped by a first processor (never rendered)."""
 
-    Configured before the registry binds its loggers (when it builds each key's port).
-    """
+    def drop(_: Any, __: str, event: Any) -> Any:
+        if event.get("command") == drop_command:
+            raise structlog.DropEvent
+        return event
+
+    structlog.reset_defaults()
+    defaults = structlog.get_config()["processors"]
     with open(os.devnull, "w") as sink:
         structlog.configure(
+            processors=[drop, *defaults],
             wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
             logger_factory=structlog.PrintLoggerFactory(file=sink),
             cache_logger_on_first_use=False,
@@ -163,18 +170,20 @@ def _quiet_structlog() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _warnings_filtered() -> Iterator[None]:
-    """Loggers bound inside drop warnings too; the rest of the configuration is unchanged.
-
-    A key's logger is bound when its port is built, on the key's first ask, and keeps the
-    configuration of that moment: asked first inside, the key never renders ``command.rejected``.
-    """
-    saved = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+def _default_logging() -> Iterator[None]:
+    """What an application that configured neither structlog nor ``logging`` has: the
+    library's events go to ``logging.getLogger("actors")`` at the default WARNING level. A
+    ``NullHandler`` (not propagated) keeps the few warnings out of the report's output."""
+    structlog.reset_defaults()
+    actors_logger = logging.getLogger("actors")
+    sink = logging.NullHandler()
+    actors_logger.addHandler(sink)
+    actors_logger.propagate = False
     try:
         yield
     finally:
-        structlog.configure(**saved)
+        actors_logger.removeHandler(sink)
+        actors_logger.propagate = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,8 +347,7 @@ def _measure_overload(plan: Plan) -> Overload:
         registry.register(QuietOverloadedCommand, hold)
         registry.register(WideFallbackOverloadedCommand, hold)
         held += [registry.ask(logged, n, block=False) for n in range(slots)]
-        with _warnings_filtered():
-            held += [registry.ask(quiet, n, block=False) for n in range(slots)]
+        held += [registry.ask(quiet, n, block=False) for n in range(slots)]
         held += [registry.ask(wide, n, block=False) for n in range(slots)]
         for key in (logged, quiet, wide):
             _wait_in_flight(registry, key, slots, 10.0)
@@ -403,8 +411,9 @@ def _join_leftover_threads(timeout: float) -> list[str]:
 def run(plan: Plan) -> str:
     """Measure everything once; the Markdown report."""
     started = time.perf_counter()
-    with _quiet_structlog():
+    with _default_logging():
         measured = _measure(plan)
+    with _quiet_structlog(drop_command=QuietOverloadedCommand.key):
         overload = _measure_overload(plan)
     pybreaker_note = describe_pybreaker()
     leftover = _join_leftover_threads(5.0)
