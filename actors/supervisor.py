@@ -21,7 +21,7 @@ from supervision import Child, CommandError, Decision, Directive, Restarts, mono
 
 from .gate import START
 from .lifecycle import SupervisedActor
-from .log import Log, logger
+from .log import Log, logger, ms
 from .messages import Reconfigure, Refill, Retire, Retired, SupervisorExited, WorkerExited
 from .port import CommandPort
 from .testing import Crash
@@ -150,7 +150,7 @@ class CommandActor(SupervisedActor):
                 "supervisor.escalated",
                 restarts=decision.restarts,
                 max_restarts=decision.max_restarts,
-                period=decision.period,
+                period_ms=ms(decision.period),
                 error=repr(message.error),
             )
             self.stop()
