@@ -16,6 +16,10 @@ Routes (GET only):
   prometheus_client is installed (the ``prometheus`` extra); 404 otherwise.
 * ``/`` (and ``/index.html``): the dashboard page, when ``actors.dashboard`` is installed.
 
+Mounted under a prefix (WSGI's ``SCRIPT_NAME``, ASGI's ``root_path``), the routes are under it:
+``/hystrix/``, ``/hystrix/hystrix.stream``, ``/hystrix/metrics``. The bare mount point
+(``/hystrix``) redirects to ``hystrix/``, where the page's relative URLs resolve under the prefix.
+
 Each stream reads ``registry.all_metrics()`` once per tick and holds no lock between ticks. A
 registry that is shut down ends its streams.
 """
@@ -32,7 +36,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapp
 from socketserver import ThreadingMixIn
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from supervision.checks import check_int, check_number, show
@@ -127,9 +131,17 @@ class _Endpoints:
 
     # -- routing -------------------------------------------------------------------------------
 
-    def route(self, method: str, path: str, query: str, accept: str) -> _Response | _Stream:
+    def route(
+        self, method: str, path: str, query: str, accept: str, mount: str = ""
+    ) -> _Response | _Stream:
+        """The answer to ``method path?query``; ``path`` is within the app, ``mount`` the path
+        of the URL before it (WSGI's ``SCRIPT_NAME``)."""
         if method != "GET":
             return _text(405, f"{method} is not allowed: only GET", ("Allow", "GET"))
+        if not path:
+            if mount and not mount.endswith("/"):
+                return _to_the_mount_point(mount, query)
+            path = "/"
         if path == STREAM_PATH:
             return self._stream(query)
         if path == METRICS_PATH:
@@ -219,6 +231,15 @@ class _Endpoints:
         return self._closed.wait(interval)
 
 
+def _to_the_mount_point(mount: str, query: str) -> _Response:
+    """The redirect from the bare mount point ("/hystrix") to "/hystrix/": served at the bare
+    one, the page's relative URLs ("hystrix.stream") would resolve beside it, at the root. The
+    ``Location`` is relative ("hystrix/"), so it holds behind a proxy that adds a prefix."""
+    segment = quote(mount.rpartition("/")[2], safe="!$&'()*+,;=@~")  # no ":" (not a scheme)
+    location = f"{segment}/" + (f"?{query}" if query else "")
+    return _text(308, f"the dashboard is at {location}", ("Location", location))
+
+
 def _optional(name: str) -> ModuleType | ImportError:
     """The module, or why it cannot be imported (it, or what it needs, is not installed)."""
     try:
@@ -266,9 +287,10 @@ class WsgiApp(_Endpoints):
     ) -> Iterable[bytes]:
         response = self.route(
             environ.get("REQUEST_METHOD", "GET"),
-            environ.get("PATH_INFO", "") or "/",
+            environ.get("PATH_INFO", ""),
             environ.get("QUERY_STRING", ""),
             environ.get("HTTP_ACCEPT", ""),
+            environ.get("SCRIPT_NAME", ""),
         )
         if isinstance(response, _Stream):
             refused = self.open_stream()
@@ -305,8 +327,10 @@ class AsgiApp(_Endpoints):
     """An ASGI 3 application (asyncio) with the routes of ``WsgiApp``.
 
     A stream ends when the client disconnects (``http.disconnect``), when the registry is shut
-    down, or at its next tick after ``close()`` (also called on the lifespan's shutdown).
-    ``all_metrics()`` runs on a worker thread, never on the event loop.
+    down, or at its next tick after ``close()`` (also called on the lifespan's shutdown, which a
+    framework the app is mounted in does not pass on; uvicorn sends it only once its open
+    connections are done, see ``--timeout-graceful-shutdown``). ``all_metrics()`` runs on a
+    worker thread, never on the event loop.
     """
 
     async def __call__(self, scope: AsgiMessage, receive: AsgiReceive, send: AsgiSend) -> None:
@@ -316,11 +340,13 @@ class AsgiApp(_Endpoints):
         if scope["type"] != "http":
             return
         headers = dict(scope.get("headers") or [])
+        mount, path = _split(scope.get("root_path", ""), scope.get("path", ""))
         response = self.route(
             scope.get("method", "GET"),
-            scope.get("path", "") or "/",
+            path,
             bytes(scope.get("query_string", b"")).decode("latin-1"),
             bytes(headers.get(b"accept", b"")).decode("latin-1"),
+            mount,
         )
         if isinstance(response, _Stream):
             refused = self.open_stream()
@@ -371,6 +397,16 @@ class AsgiApp(_Endpoints):
                 self.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _split(root_path: str, path: str) -> tuple[str, str]:
+    """(the mount point, the path within the app). ASGI's ``path`` is the whole path, ``root_path``
+    included (Starlette's ``Mount`` passes it so); some servers and frameworks strip the prefix
+    already: then ``path`` is the app's own."""
+    base = root_path.rstrip("/")
+    if base and (path == base or path.startswith(f"{base}/")):
+        return base, path[len(base) :]
+    return root_path, path
 
 
 def _encode(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:

@@ -15,9 +15,11 @@ Every metric has the label ``command`` (the key) and one prefix (``hystrix`` by 
 * ``hystrix_circuit_state{state}``, ``hystrix_status{status}``: 1 for the current one, 0 else.
 * ``hystrix_error_ratio``: the breaker's error share in the window (0-1).
 * ``hystrix_in_flight``, ``hystrix_queue``, ``hystrix_zombies``: gauges.
-* ``hystrix_latency_seconds{kind,quantile}`` and ``hystrix_latency_mean_seconds{kind}``: gauges
-  over the rolling latency window, ``kind`` "execute" (``run`` alone) or "total" (the whole ask).
-  Gauges, not a Prometheus summary: a summary's ``_count`` and ``_sum`` must be lifetime sums.
+* ``hystrix_latency_seconds{kind,percentile}`` and ``hystrix_latency_mean_seconds{kind}``: gauges
+  over the rolling latency window, ``kind`` "execute" (``run`` alone) or "total" (the whole ask);
+  ``percentile`` is a fraction, "0" … "1" ("0.995": Hystrix's 99.5th percentile). Gauges, not a
+  Prometheus summary (a summary's ``_count`` and ``_sum`` must be lifetime sums), so the label is
+  not ``quantile``, which Prometheus reserves for summaries.
 * ``hystrix_pool_workers``, ``hystrix_pool_active_workers``, ``hystrix_pool_max_workers``:
   gauges; ``hystrix_pool_completed_total``: counter.
 * ``hystrix_command_info{group,thread_pool}``: 1, to join the group onto other metrics.
@@ -55,8 +57,8 @@ def _bound(seconds: float) -> str:
     return repr(seconds)
 
 
-def _quantile(percentile: str) -> str:
-    """Hystrix's percentile key as a Prometheus quantile label: "99.5" -> "0.995"."""
+def _fraction(percentile: str) -> str:
+    """Hystrix's percentile key as the ``percentile`` label, a fraction: "99.5" -> "0.995"."""
     return format(float(percentile) / 100, "g")
 
 
@@ -108,8 +110,9 @@ class _Families:
         )
         self.latency = GaugeMetricFamily(
             f"{p}_latency_seconds",
-            "Latency quantiles over the rolling latency window (execute: run; total: the ask).",
-            labels=["command", "kind", "quantile"],
+            "Latency percentiles (as fractions, 0-1) over the rolling latency window (execute:"
+            " run; total: the ask).",
+            labels=["command", "kind", "percentile"],
         )
         self.durations = {
             "execute": HistogramMetricFamily(
@@ -180,7 +183,7 @@ class _Families:
     def _latency(self, key: str, kind: str, latency: Latency) -> None:
         for percentile in PERCENTILES:
             value = latency.percentiles.get(percentile, 0.0)
-            self.latency.add_metric([key, kind, _quantile(percentile)], value)
+            self.latency.add_metric([key, kind, _fraction(percentile)], value)
         self.latency_mean.add_metric([key, kind], latency.mean)
         lifetime = latency.lifetime
         buckets = [(_bound(bound), count) for bound, count in lifetime.buckets]

@@ -9,6 +9,7 @@ import http.client
 import json
 import sys
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
 from wsgiref.util import setup_testing_defaults
@@ -438,11 +439,18 @@ class Response:
 
 
 def call_wsgi(
-    app: WsgiApp, path: str, query: str = "", method: str = "GET", accept: str = ""
+    app: WsgiApp,
+    path: str,
+    query: str = "",
+    method: str = "GET",
+    accept: str = "",
+    mount: str = "",
 ) -> Response:
+    """``path`` within the app; ``mount``: where it is mounted (``SCRIPT_NAME``)."""
     environ: dict[str, Any] = {}
     setup_testing_defaults(environ)
     environ.update(REQUEST_METHOD=method, PATH_INFO=path, QUERY_STRING=query, HTTP_ACCEPT=accept)
+    environ["SCRIPT_NAME"] = mount
     started: dict[str, Any] = {}
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -478,6 +486,7 @@ class AsgiServer:
         method: str = "GET",
         accept: str = "",
         until: Callable[[bytes], bool] = lambda body: False,
+        root_path: str = "",
     ) -> Response:
         requested = False
 
@@ -505,7 +514,7 @@ class AsgiServer:
             "path": path,
             "raw_path": path.encode(),
             "query_string": query.encode(),
-            "root_path": "",
+            "root_path": root_path,
             "headers": [(b"accept", accept.encode())] if accept else [],
             "client": ("127.0.0.1", 50000),
             "server": ("127.0.0.1", 8080),
@@ -518,9 +527,29 @@ class AsgiServer:
 
 
 def call_asgi(
-    app: AsgiApp, path: str, query: str = "", method: str = "GET", accept: str = ""
+    app: AsgiApp,
+    path: str,
+    query: str = "",
+    method: str = "GET",
+    accept: str = "",
+    mount: str = "",
 ) -> Response:
-    return asyncio.run(AsgiServer(app).request(path, query, method, accept))
+    """``path`` within the app; mounted, ASGI's way: ``root_path`` is the mount point and
+    ``path`` the whole path, ``root_path`` included."""
+    request = AsgiServer(app).request(mount + path, query, method, accept, root_path=mount)
+    return asyncio.run(request)
+
+
+def call_asgi_stripped(
+    app: AsgiApp,
+    path: str,
+    query: str = "",
+    method: str = "GET",
+    accept: str = "",
+    mount: str = "",
+) -> Response:
+    """Mounted as some servers and frameworks do it: ``path`` without ``root_path``."""
+    return asyncio.run(AsgiServer(app).request(path, query, method, accept, root_path=mount))
 
 
 APPS = [
@@ -612,6 +641,76 @@ def test_bad_requests_get_a_clear_answer(
     if status == 405:
         assert response.headers["allow"] == "GET"
     assert source.reads == 0
+
+
+MOUNTED = [
+    pytest.param(wsgi_app, call_wsgi, id="wsgi"),
+    pytest.param(asgi_app, call_asgi, id="asgi"),
+    pytest.param(asgi_app, call_asgi_stripped, id="asgi-path-stripped"),
+]
+
+
+@pytest.mark.parametrize(("make", "call"), MOUNTED)
+@pytest.mark.parametrize("mount", ["/hystrix", "/ops/hystrix", "/hystrix/"])
+def test_mounted_every_route_answers_under_the_prefix(make: Any, call: Any, mount: str) -> None:
+    app = make(Source(sample("a")))
+    within = mount.rstrip("/")  # a mount point ending in "/" is the same mount point
+
+    page = call(app, "/", mount=within)
+    index = call(app, "/index.html", mount=within)
+    metrics = call(app, "/metrics", mount=within)
+    stream = call(app, "/hystrix.stream", "delay=abc", mount=within)  # the stream's own 400
+    missing = call(app, "/nope", mount=within)
+
+    assert (page.status, page.body) == (200, actors.dashboard.page())
+    assert (index.status, index.body) == (200, actors.dashboard.page())
+    assert metrics.status == 200
+    assert b'hystrix_in_flight{command="a"}' in metrics.body
+    assert stream.status == 400
+    assert stream.body.startswith(b"delay must be a whole number")
+    assert (missing.status, missing.body) == (404, b"not found: /nope\n")
+
+
+@pytest.mark.parametrize(("make", "call"), MOUNTED)
+@pytest.mark.parametrize(
+    ("mount", "query", "location"),
+    [
+        ("/hystrix", "", "hystrix/"),
+        ("/ops/hystrix", "", "hystrix/"),
+        ("/hystrix", "delay=100", "hystrix/?delay=100"),
+        ("/my dashboard", "", "my%20dashboard/"),
+        ("/ops:hystrix", "", "ops%3Ahystrix/"),  # not a URL with a scheme "ops:"
+    ],
+)
+def test_the_bare_mount_point_redirects_to_itself_with_a_slash(
+    make: Any, call: Any, mount: str, query: str, location: str
+) -> None:
+    """Served at "/hystrix", the page's "hystrix.stream" would resolve to "/hystrix.stream".
+    The ``Location`` is relative, so a proxy's own prefix in front of the mount stays."""
+    response = call(make(Source()), "", query, mount=mount)
+
+    assert response.status == 308
+    assert response.headers["location"] == location
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    base = "http://example.com/proxied" + urllib.parse.quote(mount)
+    assert urllib.parse.urljoin(base, location).startswith(f"{base}/")
+
+
+@pytest.mark.parametrize(("make", "call"), APPS)
+@pytest.mark.parametrize("mount", ["", "/hystrix/"])
+def test_at_the_root_or_a_mount_point_ending_in_a_slash_an_empty_path_is_the_page(
+    make: Any, call: Any, mount: str
+) -> None:
+    response = call(make(Source()), "", mount=mount)
+
+    assert (response.status, response.body) == (200, actors.dashboard.page())
+
+
+@pytest.mark.parametrize(("make", "call"), MOUNTED)
+def test_the_bare_mount_point_still_refuses_other_methods(make: Any, call: Any) -> None:
+    response = call(make(Source()), "", method="POST", mount="/hystrix")
+
+    assert (response.status, response.headers["allow"]) == (405, "GET")
 
 
 def stream_environ() -> dict[str, Any]:

@@ -66,6 +66,23 @@ def test_every_family_has_the_type_its_name_promises() -> None:
     }
 
 
+def test_no_family_uses_a_label_reserved_for_another_type() -> None:
+    """``quantile`` belongs to summaries and ``le`` to histograms (promtool rejects the rest;
+    ``test_promtool`` runs the whole check where promtool is installed)."""
+    families = text_string_to_metric_families(
+        generate_latest(registry_of(HystrixCollector(Source(sample("a"))))).decode()
+    )
+
+    misused = {
+        (family.name, label)
+        for family in families
+        for s in family.samples
+        for label, owner in (("quantile", "summary"), ("le", "histogram"))
+        if label in s.labels and family.type != owner
+    }
+    assert misused == set()
+
+
 def test_event_counters_are_lifetime_totals_and_the_gauges_the_rolling_counts() -> None:
     samples, _ = scrape(registry_of(HystrixCollector(Source(sample("a")))))
 
@@ -113,13 +130,13 @@ def test_load_gauges_come_from_the_key_and_its_pool() -> None:
     assert value(samples, "hystrix_command_info", **info) == 1
 
 
-def test_latencies_are_seconds_with_quantile_labels() -> None:
+def test_latencies_are_seconds_with_percentile_labels_as_fractions() -> None:
     samples, _ = scrape(registry_of(HystrixCollector(Source(sample("a")))))
 
-    quantiles = ["0", "0.25", "0.5", "0.75", "0.9", "0.95", "0.99", "0.995", "1"]
+    fractions = ["0", "0.25", "0.5", "0.75", "0.9", "0.95", "0.99", "0.995", "1"]
     for kind, latency in (("execute", EXECUTE), ("total", TOTAL)):
-        for percentile, quantile in zip(PERCENTILES, quantiles, strict=True):
-            labels = {"command": "a", "kind": kind, "quantile": quantile}
+        for percentile, fraction in zip(PERCENTILES, fractions, strict=True):
+            labels = {"command": "a", "kind": kind, "percentile": fraction}
             expected = latency.percentiles[percentile]
             assert value(samples, "hystrix_latency_seconds", **labels) == expected
         mean = value(samples, "hystrix_latency_mean_seconds", command="a", kind=kind)
