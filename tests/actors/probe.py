@@ -9,6 +9,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from actors import Command
+
 #: Upper bound on any wait for another thread: reached only when something is broken.
 WAIT = 5.0
 
@@ -45,3 +47,26 @@ class Probe:
     def wait_entered(self, n: int = 1) -> None:
         for _ in range(n):
             assert self.entered.acquire(timeout=WAIT), "run never started"
+
+
+class Dependency(Command):
+    """A dependency a test steers by payload: "fail" raises, "hang" waits for
+    ``probe.release`` (after releasing ``probe.entered``), anything else answers "ok"."""
+
+    key = "ok"
+    group = "Issues"
+
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
+
+    def run(self, payload: Any) -> Any:
+        if payload == "fail":
+            raise RuntimeError("boom")
+        if payload == "hang":
+            self.probe.entered.release()
+            self.probe.release.wait(WAIT)
+            return "released"
+        return "ok"
+
+    def fallback(self, payload: Any, error: BaseException) -> Any:
+        return "fallback"

@@ -16,7 +16,7 @@ from wsgiref.util import setup_testing_defaults
 from wsgiref.validate import validator
 
 import pytest
-from probe import WAIT, Probe
+from probe import WAIT, Dependency, Probe
 from prometheus_client.parser import text_string_to_metric_families
 from sample_metrics import Source, sample
 
@@ -78,26 +78,6 @@ def get(
 
 
 # -- what the end-to-end tests make happen -------------------------------------------------------
-
-
-class Dependency(Command):
-    key = "ok"
-    group = "Issues"
-
-    def __init__(self, probe: Probe) -> None:
-        self.probe = probe
-
-    def run(self, payload: Any) -> Any:
-        if payload == "fail":
-            raise RuntimeError("boom")
-        if payload == "hang":
-            self.probe.entered.release()
-            self.probe.release.wait(WAIT)
-            return "released"
-        return "ok"
-
-    def fallback(self, payload: Any, error: BaseException) -> Any:
-        return "fallback"
 
 
 class Flaky(Dependency):

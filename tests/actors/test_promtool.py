@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from probe import WAIT, Probe
+from probe import WAIT, Dependency, Probe
 from prometheus_client.parser import text_string_to_metric_families
 from sample_metrics import Source, sample
 from tools import Requirement
@@ -49,36 +49,17 @@ def problems(promtool: str, body: bytes) -> str:
 # -- a registry after every kind of outcome ------------------------------------------------------
 
 
-class Remote(Command):
-    key = "ok"
-    group = "Issues"
-
-    def __init__(self, probe: Probe) -> None:
-        self.probe = probe
-
-    def run(self, payload: Any) -> Any:
-        if payload == "fail":
-            raise RuntimeError("boom")
-        if payload == "hang":
-            self.probe.entered.release()
-            self.probe.release.wait(WAIT)
-        return "ok"
-
-    def fallback(self, payload: Any, error: BaseException) -> Any:
-        return "fallback"
-
-
-class Slow(Remote):
+class Slow(Dependency):
     key = "slow"
     config = CommandConfig(timeout=0.05, supervision=SupervisionPolicy(zombie_grace=60.0))
 
 
-class Busy(Remote):
+class Busy(Dependency):
     key = "busy"
     config = CommandConfig(max_concurrent_requests=1, timeout=WAIT)
 
 
-class Fragile(Remote):
+class Fragile(Dependency):
     key = "fragile"
     config = CommandConfig(request_volume_threshold=2, sleep_window=60.0)
 
@@ -97,7 +78,7 @@ def scraped(registry: CommandRegistry) -> Iterator[bytes]:
     """``GET /metrics`` from the HTTP server, after successes, failures with and without a
     fallback, a timeout, a pool rejection, a circuit that opened and short-circuits."""
     probe = Probe()
-    for command_class in (Remote, Slow, Busy, Fragile):
+    for command_class in (Dependency, Slow, Busy, Fragile):
         registry.register(command_class, probe)
     registry.register(Bare)
     server, thread = start_http_server(0, registry=registry)
