@@ -28,15 +28,17 @@ from supervision import (  # noqa: E402
     UnknownCommandError,
 )
 
-from .command import Command  # noqa: E402
+from .commands import Command  # noqa: E402
 from .decorator import AsyncCommandFunction, CommandFunction  # noqa: E402
 from .messages import Reply, ShutdownReport  # noqa: E402
 from .pipeline import FanOut, Pipeline, PipelineResult, Stage, StageTrace  # noqa: E402
 from .registry import CommandRegistry  # noqa: E402
 
-#: ``@command(key, config=..., fallback=...)``: a function made into a command of the default
-#: registry (``registry.command`` for an isolated one).
 command = CommandRegistry.command
+"""``@command(key, *, config=None, fallback=None, group=None)``: a function ``f(payload)``
+made into a command registered on the default registry (``registry.command(...)`` for an
+isolated one). Calling the decorated function asks and returns the value, or the fallback's;
+an ``async def`` function gives an awaitable. See ``CommandRegistry.command``."""
 
 try:
     __version__ = importlib.metadata.version("hystrix-actors")

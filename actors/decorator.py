@@ -22,7 +22,7 @@ from typing import Any, Generic, Protocol, overload
 
 from supervision import CommandConfig, UnknownCommandError
 
-from .command import Command
+from .commands import Command
 from .generics import PayloadT, ResultT
 from .messages import Reply
 

@@ -34,7 +34,7 @@ from supervision import (
 )
 from supervision.snapshot import CommandMetrics
 
-from .command import Command
+from .commands import Command
 from .event_loop import KeyLoop
 from .gate import Gate, Stuck
 from .log import Log, log_transitions, logger, ms

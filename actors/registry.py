@@ -32,7 +32,7 @@ from supervision import (
 from supervision.checks import as_float, check_number, show
 from supervision.snapshot import CommandMetrics
 
-from .command import Command, FunctionCall, FunctionCommand, check_command_class
+from .commands import Command, FunctionCall, FunctionCommand, check_command_class
 from .decorator import CommandDecorator
 from .event_loop import wake
 from .log import logger
@@ -349,6 +349,16 @@ class CommandRegistry:
         return _reply(outcome) if block else _future(outcome)
 
     ask_reply = cast("Method[AskReply]", _DefaultBound(_ask_reply, "ask_reply"))
+    """``ask_reply(key, payload=None, *, block=True, timeout=None, deadline=None)``
+
+    The ``Reply`` itself (or a future of it with ``block=False``); never raises for a
+    command's failure. ``timeout`` (seconds) and ``deadline`` (a ``time.monotonic()``
+    instant, say a caller's own deadline passed down) can shorten the call's deadline, never
+    lengthen it; a call whose ``deadline`` has already passed is answered TIMEOUT (then the
+    fallback) without running.
+
+    ``key`` is the command key or its ``Command`` class (typed code then gets the
+    class's result type). Called on the class, it acts on the default registry."""
 
     def _ask(
         self,
@@ -370,6 +380,18 @@ class CommandRegistry:
         return _reply(outcome).unwrap() if block else _future(outcome).map(_unwrap)
 
     ask = cast("Method[Ask]", _DefaultBound(_ask, "ask"))
+    """``ask(key, payload=None, *, block=True, timeout=None, deadline=None)``
+
+    The value of ``run``, or of ``fallback`` when the call failed, timed out, was
+    rejected or short-circuited; with no fallback, raise (see ``Reply.unwrap``).
+    With ``block=False``, a pykka future of that value.
+
+    ``key`` is the command's key, or its ``Command`` class (typed code then gets the
+    class's result type). A blocking ask on a thread running an event loop works but
+    stalls the loop: the first one per key logs a warning naming ``ask_async``.
+
+    ``key`` is the command key or its ``Command`` class (typed code then gets the
+    class's result type). Called on the class, it acts on the default registry."""
 
     async def _ask_reply_async(
         self,
@@ -399,6 +421,16 @@ class CommandRegistry:
     ask_reply_async = cast(
         "Method[AskReplyAsync]", _DefaultBound(_ask_reply_async, "ask_reply_async")
     )
+    """``await ask_reply_async(key, payload=None, *, timeout=None, deadline=None)``
+
+    ``ask_reply`` for ``await``: the ``Reply``, without ever blocking the running event
+    loop. The call runs on the key's workers like a non-blocking ask (the registry's
+    watchdog answers it at its deadline); its answer wakes this loop. A rejection or a
+    short-circuit is answered at once (its fallback runs here, on the loop). Cancelling
+    the awaiting task abandons only the wait: the call keeps its course and is answered.
+
+    ``key`` is the command key or its ``Command`` class (typed code then gets the
+    class's result type). Called on the class, it acts on the default registry."""
 
     async def _ask_async(
         self,
@@ -414,6 +446,13 @@ class CommandRegistry:
         return reply.unwrap()
 
     ask_async = cast("Method[AskAsync]", _DefaultBound(_ask_async, "ask_async"))
+    """``await ask_async(key, payload=None, *, timeout=None, deadline=None)``
+
+    ``ask`` for ``await``: the value of ``run`` or ``fallback``, or raise like ``ask``;
+    never blocks the running event loop (see ``ask_reply_async``).
+
+    ``key`` is the command key or its ``Command`` class (typed code then gets the
+    class's result type). Called on the class, it acts on the default registry."""
 
     def _cached(self, key: object) -> bool:
         if isinstance(key, type) and issubclass(key, Command):

@@ -27,7 +27,7 @@ from supervision import (
     monotonic,
 )
 
-from .command import Command, FunctionCommand
+from .commands import Command, FunctionCommand
 from .log import ms
 from .messages import Reconfigure, SupervisorExited
 from .port import CommandPort, TransitionListener

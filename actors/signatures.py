@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol, TypeVar, overload
 
 import pykka
 
-from .command import Command
+from .commands import Command
 from .generics import PayloadT, ResultT
 from .messages import Reply
 

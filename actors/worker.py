@@ -23,7 +23,7 @@ import pykka
 
 from supervision import BadRequest, CommandError, EventType
 
-from .command import Command
+from .commands import Command
 from .gate import RETIRE
 from .lifecycle import SupervisedActor
 from .log import Log, logger
