@@ -95,6 +95,9 @@ class _DefaultBound(Generic[P, R]):
         if obj is None:
             return self._on_default
         bound: Callable[P, R] = MethodType(self._func, obj)
+        # kept on the instance: later lookups find it there (this descriptor defines no
+        # __set__), so the hot path builds no bound method per call
+        obj.__dict__[self.__name__] = bound
         return bound
 
 
@@ -322,7 +325,11 @@ class CommandRegistry:
         if timeout is not None:
             _check_timeout(timeout)
         if deadline is None:
-            return self._port_of(key).submit(payload, timeout, block, on_answer)
+            # the hot path: a key given as a string whose port is cached and open
+            port = self._routes.get(key) if type(key) is str else None
+            if port is None or port.closed is not None or self._closed is not None:
+                port = self._port_of(key)
+            return port.submit(payload, timeout, block, on_answer)
         _check_deadline(deadline)
         port = self._port_of(key)
         left = deadline - time.monotonic()
