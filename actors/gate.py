@@ -120,8 +120,7 @@ class Gate:
         (SHORT_CIRCUITED / THREAD_POOL_REJECTED); with the transitions admission caused."""
         with self._lock:
             permit, moved = self._breaker.try_acquire()
-            if permit is None:
-                self._breaker.window.add(_SHORT)
+            if permit is None:  # counted in the metrics when answered; not a health event
                 return _SHORT, None, moved
             if not self._bulkhead.try_acquire():
                 return _REJECTED, None, moved + self._breaker.record(permit, _REJECTED)

@@ -100,7 +100,9 @@ class Log:
         self._emit(level, _METHODS[level], event, fields)
 
     def debug(self, event: str, **fields: Any) -> None:
-        self._emit(logging.DEBUG, "debug", event, fields)
+        # checked here first: debug events are the per-call ones, and mostly disabled
+        if structlog.is_configured() or self._std.isEnabledFor(logging.DEBUG):
+            self._emit(logging.DEBUG, "debug", event, fields)
 
     def info(self, event: str, **fields: Any) -> None:
         self._emit(logging.INFO, "info", event, fields)

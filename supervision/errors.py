@@ -28,7 +28,7 @@ class CommandError(Exception):
     ) -> None:
         self.key = key
         self.reason = reason if reason is not None else self.default_reason
-        super().__init__(message or self.reason)
+        Exception.__init__(self, message or self.reason)
 
 
 class CircuitOpenError(CommandError):

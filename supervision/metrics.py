@@ -80,16 +80,16 @@ class RollingCounters:
         self._ids = [-1] * buckets
         self._rows = [[0] * _COLUMNS for _ in range(buckets)]
 
-    def _row(self) -> list[int]:
-        bucket = int(self._clock() // self._width)
+    def _row(self, now: float | None = None) -> list[int]:
+        bucket = int((self._clock() if now is None else now) // self._width)
         slot = bucket % self._n
         if self._ids[slot] != bucket:
             self._ids[slot] = bucket
             self._rows[slot] = [0] * _COLUMNS
         return self._rows[slot]
 
-    def events(self, events: Iterable[EventType]) -> None:
-        row = self._row()
+    def events(self, events: Iterable[EventType], now: float | None = None) -> None:
+        row = self._row(now)
         for event in events:
             row[_EVENT_COLUMN[event]] += 1
 
@@ -146,8 +146,8 @@ class RollingLatency:
         self._all_count = 0
         self._all_sum = 0.0
 
-    def record(self, seconds: float) -> None:
-        bucket = int(self._clock() // self._width)
+    def record(self, seconds: float, now: float | None = None) -> None:
+        bucket = int((self._clock() if now is None else now) // self._width)
         slot = bucket % self._n
         bins = self._bins[slot]
         if self._ids[slot] != bucket:
@@ -218,6 +218,7 @@ class CommandStats:
     """Everything the dashboard shows of one key, apart from the breaker's health counts."""
 
     __slots__ = (
+        "_clock",
         "completed",
         "counters",
         "execute",
@@ -228,6 +229,7 @@ class CommandStats:
     )
 
     def __init__(self, window: float, buckets: int, clock: Clock) -> None:
+        self._clock = clock
         #: Every event of every reply, calls run, concurrency maxima, over the rolling window
         #: (not reset when a circuit closes).
         self.counters = RollingCounters(window, buckets, clock)
@@ -246,11 +248,12 @@ class CommandStats:
         it carried an error and no value (EXCEPTION_THROWN, as Hystrix counts it)."""
         if thrown:
             events = (*events, EventType.EXCEPTION_THROWN)
-        self.counters.events(events)
+        now = self._clock()  # one reading for both windows: this is every answer's path
+        self.counters.events(events, now)
         totals = self.totals
         for event in events:
             totals[event] += 1
-        self.total.record(latency)
+        self.total.record(latency, now)
 
     def ran(self, seconds: float) -> None:
         """``run`` returned after ``seconds``."""
