@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import threading
 from collections.abc import Coroutine
 from typing import Any
@@ -29,10 +30,14 @@ CLOSE_GRACE = 1.0
 class AsyncCall:
     """One coroutine of ``run`` on a key's loop; ``ended`` is set once its task has ended."""
 
-    __slots__ = ("_coro", "cancel_sent", "ended", "error", "task", "value")
+    __slots__ = ("_context", "_coro", "cancel_sent", "ended", "error", "task", "value")
 
-    def __init__(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def __init__(
+        self, coro: Coroutine[Any, Any, Any], context: contextvars.Context | None = None
+    ) -> None:
         self._coro: Coroutine[Any, Any, Any] | None = coro
+        #: The context the task runs in (the caller's, copied), or the loop thread's own.
+        self._context = context
         self.task: asyncio.Task[Any] | None = None
         self.value: Any = None
         self.error: BaseException | None = None
@@ -50,7 +55,7 @@ class AsyncCall:
         coro, self._coro = self._coro, None
         assert coro is not None
         try:
-            self.task = loop.create_task(coro)
+            self.task = loop.create_task(coro, context=self._context)
         except BaseException as exc:  # pragma: no cover - create_task on a running loop
             coro.close()
             self.finish(exc)
@@ -98,10 +103,15 @@ class KeyLoop:
     def thread(self) -> threading.Thread | None:
         return self._thread
 
-    def submit(self, coro: Coroutine[Any, Any, Any], error: CommandError) -> AsyncCall:
-        """Start ``coro`` as a task on this loop; if the loop is closed, the call ends at once
-        with ``error``."""
-        call = AsyncCall(coro)
+    def submit(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        error: CommandError,
+        context: contextvars.Context | None = None,
+    ) -> AsyncCall:
+        """Start ``coro`` as a task on this loop, inside ``context`` if given; if the loop is
+        closed, the call ends at once with ``error``."""
+        call = AsyncCall(coro, context)
         with self._lock:
             if self._closed:
                 call.finish(error)

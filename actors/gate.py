@@ -356,6 +356,11 @@ class Gate:
         with self._lock:
             self.stats.replied(events, latency, thrown)
 
+    def circuit_state(self) -> str:
+        """The circuit's state now ("closed", "open", "half_open")."""
+        with self._lock:
+            return self._breaker.state.value
+
     def transitioned(self, transitions: tuple[Transition, ...]) -> None:
         with self._lock:
             counts = self.stats.transitions

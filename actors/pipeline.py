@@ -9,6 +9,7 @@ the pipeline adds the composition, the shared deadline and the trace.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import itertools
 import time
@@ -351,6 +352,7 @@ class Pipeline:
         self, payloads: Iterator[Any], max_in_flight: int
     ) -> Generator[PipelineResult, None, None]:
         pool = ThreadPoolExecutor(max_in_flight, thread_name_prefix="pipeline-map")
+        context = contextvars.copy_context()  # the consumer's: every run sees it
         window: deque[Future[PipelineResult]] = deque()  # taken, not yet yielded, in order
         more = True
         try:
@@ -361,7 +363,7 @@ class Pipeline:
                     if payload is _END:
                         more = False
                         break
-                    window.append(pool.submit(self.run, payload))
+                    window.append(pool.submit(context.copy().run, self.run, payload))
                     running += 1
                 if not window:
                     return
@@ -386,6 +388,7 @@ def _fan_out(
         )
         return reply
 
+    context = contextvars.copy_context()  # the pipeline caller's: every element sees it
     replies: dict[int, Reply] = {}
     running: dict[Future[Reply], int] = {}
     numbered = enumerate(elements)
@@ -397,7 +400,7 @@ def _fan_out(
                     for index, element in itertools.islice(
                         numbered, stage.max_in_flight - len(running)
                     ):
-                        running[pool.submit(call, element)] = index
+                        running[pool.submit(context.copy().run, call, element)] = index
                 if not running:
                     break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)

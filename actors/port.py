@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import threading
@@ -40,6 +41,7 @@ from .gate import Gate, Stuck
 from .log import Log, log_transitions, logger, ms
 from .messages import Refill, Reply
 from .ticket import Ticket
+from .tracing import CallTrace, Tracer
 
 if TYPE_CHECKING:
     from .watchdog import Watchdog
@@ -72,9 +74,14 @@ class CommandPort:
         clock: Clock,
         watchdog: Watchdog,
         listeners: Sequence[TransitionListener],
+        tracer: Tracer | None = None,
     ) -> None:
         self.key = key
         self.command_class = command_class
+        #: The dashboard's (and the spans') group: the class's, else its module.
+        self.group = command_class.group or command_class.__module__
+        #: Begins a span per ask (OpenTelemetry when installed), or None.
+        self.tracer = tracer
         self._args = args
         self._kwargs = kwargs
         self.config = config
@@ -124,17 +131,28 @@ class CommandPort:
         started = self.clock()
         unavailable = self.closed or self.down
         if unavailable is not None:
-            return self.replied(self.fall_back(payload, None, unavailable, started))
+            return self.at_once(self.fall_back(payload, None, unavailable, started))
         admitted, worker, moved = self.gate.admit()
         if moved:
             self.publish(moved)
         if not isinstance(admitted, Permit):
-            return self.replied(self.reject(admitted, payload, started))
+            return self.at_once(self.reject(admitted, payload, started))
         limit = self.config.timeout
         if timeout is not None and timeout < limit:
             limit = timeout
+        context = contextvars.copy_context()  # the caller's, for run on the worker
+        tracer = self.tracer
+        trace = None if tracer is None else tracer.begin(self.key, self.group, limit, context)
         ticket = Ticket(
-            self, payload, started, started + limit, admitted, block=block, on_answer=on_answer
+            self,
+            payload,
+            started,
+            started + limit,
+            admitted,
+            block=block,
+            on_answer=on_answer,
+            context=context,
+            trace=trace,
         )
         self.tracked.add(ticket)
         if not block:
@@ -166,12 +184,29 @@ class CommandPort:
             f"command {self.key!r}: no time left before the caller's deadline", key=self.key
         )
         self.log.debug("command.out_of_time", reason=error.reason)
-        return self.replied(self.fall_back(payload, EventType.TIMEOUT, error, started))
+        return self.at_once(self.fall_back(payload, EventType.TIMEOUT, error, started))
 
     def replied(self, reply: Reply) -> Reply:
         """Every answer passes here once: count its events and latency."""
         self.gate.replied(reply.events, reply.latency, not reply.ok)
         return reply
+
+    def at_once(self, reply: Reply) -> Reply:
+        """A call answered without running, on the caller's thread: counted, and traced."""
+        self.gate.replied(reply.events, reply.latency, not reply.ok)
+        tracer = self.tracer
+        if tracer is not None:
+            tracer.at_once(
+                self.key, self.group, self.config.timeout, reply, self.gate.circuit_state()
+            )
+        return reply
+
+    def trace_ended(self, trace: CallTrace, reply: Reply) -> None:
+        """An admitted call was answered: end its span (a tracer's fault never breaks it)."""
+        try:
+            trace.ended(reply, self.gate.circuit_state())
+        except Exception:
+            self.log_per_call(logging.ERROR, "tracer.failed", error="ended")
 
     def hand_back(self, ticket: Ticket) -> None:
         """Give a call to the supervisor to place; if it is dead, answer "unavailable"."""
@@ -192,8 +227,7 @@ class CommandPort:
         )
 
     def metrics(self) -> CommandMetrics:
-        group = self.command_class.group or self.command_class.__module__
-        return self.gate.metrics(self.key, group, self.status, self.config, time.time())
+        return self.gate.metrics(self.key, self.group, self.status, self.config, time.time())
 
     def live_workers(self) -> list[pykka.ActorRef[Any]]:
         return [ref for ref in list(self.workers) if ref.is_alive()]
@@ -263,7 +297,9 @@ class CommandPort:
         """A call that will never run: free its slot, and answer it unless someone has."""
         if ticket.claim():
             self.gate.cancel(ticket)
-            ticket.answer(self.fall_back(ticket.payload, None, error, ticket.started))
+            ticket.answer(
+                ticket.in_context(self.fall_back, ticket.payload, None, error, ticket.started)
+            )
         else:  # timed out already (its TIMEOUT recorded): only the slot is left
             self.gate.release(ticket)
 
@@ -275,7 +311,9 @@ class CommandPort:
         for ticket in self.tracked.copy():
             if ticket.claim():
                 self.gate.void(ticket)
-                ticket.answer(self.fall_back(ticket.payload, None, error, ticket.started))
+                ticket.answer(
+                    ticket.in_context(self.fall_back, ticket.payload, None, error, ticket.started)
+                )
                 if ticket.holds_slot:
                     self.check_stuck_at(self.clock() + self.grace(), ticket)
                 answered += 1
@@ -290,7 +328,11 @@ class CommandPort:
         what it raised; a task cancelled at the deadline raises ``CommandTimeoutError``."""
         loop = self.loop
         gone = self.unavailable()
-        call = loop.submit(coro, CommandError(str(gone), key=self.key, reason=gone.reason))
+        call = loop.submit(
+            coro,
+            CommandError(str(gone), key=self.key, reason=gone.reason),
+            ticket.context.copy(),  # the caller's context, fresh: not the worker's copy
+        )
         if not call.ended.wait(max(0.0, ticket.deadline - self.clock())):
             loop.cancel(call)
             call.ended.wait()  # ends when run has handled its CancelledError (or the loop stops)

@@ -17,7 +17,17 @@ import threading
 import time
 from collections.abc import Callable
 from types import MethodType, TracebackType
-from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
+from typing import (
+    Any,
+    ClassVar,
+    Concatenate,
+    Generic,
+    Literal,
+    ParamSpec,
+    TypeVar,
+    cast,
+    overload,
+)
 
 import pykka
 
@@ -51,6 +61,7 @@ from .registry_actor import (
 )
 from .signatures import Ask, AskAsync, AskReply, AskReplyAsync, Key, Method
 from .ticket import Ticket
+from .tracing import Tracer, default_tracer
 from .watchdog import Watchdog
 
 __all__ = ["CommandRegistry"]
@@ -161,17 +172,24 @@ class CommandRegistry:
     _default: ClassVar[CommandRegistry | None] = None
     _default_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, *, clock: Clock = monotonic) -> None:
+    def __init__(
+        self, *, clock: Clock = monotonic, tracer: Tracer | Literal["auto"] | None = "auto"
+    ) -> None:
         """``clock`` times circuit breakers and rolling windows (inject a ``FakeClock`` in
-        tests); call deadlines always use ``time.monotonic``."""
+        tests); call deadlines always use ``time.monotonic``. ``tracer`` makes a span per ask:
+        "auto" is OpenTelemetry's when the ``otel`` extra is installed (spans are recorded once
+        the application configures an SDK), None turns tracing off."""
         self._clock = clock
+        self._tracer = default_tracer() if tracer == "auto" else tracer
         self._listeners: list[TransitionListener] = []
         self._lock = threading.Lock()
         self._start()
 
     def _start(self) -> None:
         self._watchdog = Watchdog()
-        self._actor = RegistryActor.start(self._clock, self._watchdog, self._listeners)
+        self._actor = RegistryActor.start(
+            self._clock, self._watchdog, self._listeners, self._tracer
+        )
         self._routes: dict[str, CommandPort] = {}
         self._closed: CommandError | None = None
         self._report: ShutdownReport | None = None

@@ -32,6 +32,7 @@ from .log import ms
 from .messages import Reconfigure, SupervisorExited
 from .port import CommandPort, TransitionListener
 from .supervisor import CommandActor
+from .tracing import Tracer
 from .watchdog import Watchdog
 
 __all__ = [
@@ -105,9 +106,14 @@ class RegistryActor(pykka.ThreadingActor):
     use_daemon_thread = True
 
     def __init__(
-        self, breaker_clock: Clock, watchdog: Watchdog, listeners: Sequence[TransitionListener]
+        self,
+        breaker_clock: Clock,
+        watchdog: Watchdog,
+        listeners: Sequence[TransitionListener],
+        tracer: Tracer | None = None,
     ) -> None:
         super().__init__()
+        self._tracer = tracer
         self._breaker_clock = breaker_clock
         self._watchdog = watchdog
         self._listeners = listeners
@@ -189,6 +195,7 @@ class RegistryActor(pykka.ThreadingActor):
                 clock=monotonic,
                 watchdog=self._watchdog,
                 listeners=self._listeners,
+                tracer=self._tracer,
             )
             port.supervisor = CommandActor.start(port, self.actor_ref)
             self._ports[key] = port

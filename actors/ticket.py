@@ -9,9 +9,10 @@ event loop.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pykka
 
@@ -20,8 +21,11 @@ from supervision import Permit
 if TYPE_CHECKING:
     from .messages import Reply
     from .port import CommandPort
+    from .tracing import CallTrace
 
 __all__ = ["Ticket"]
+
+_T = TypeVar("_T")
 
 
 class Ticket:
@@ -30,6 +34,7 @@ class Ticket:
         "_done",
         "abandoned",
         "answered",
+        "context",
         "deadline",
         "future",
         "holds_slot",
@@ -41,6 +46,7 @@ class Ticket:
         "runner",
         "started",
         "timed_out",
+        "trace",
     )
 
     def __init__(
@@ -53,8 +59,16 @@ class Ticket:
         *,
         block: bool = True,
         on_answer: Callable[[Reply], object] | None = None,
+        context: contextvars.Context | None = None,
+        trace: CallTrace | None = None,
     ) -> None:
         self.port = port
+        #: A copy of the caller's context: ``run`` (and a fallback off the caller's thread)
+        #: runs inside it, so contextvars (request ids, traces) cross the actor hop and what
+        #: ``run`` sets stays in this call.
+        self.context = contextvars.copy_context() if context is None else context
+        #: The call's span, ended when it is answered (None without a tracer).
+        self.trace = trace
         self.payload = payload
         self.started = started
         self.deadline = deadline
@@ -77,6 +91,12 @@ class Ticket:
         self._done = threading.Lock()
         self._done.acquire()  # released once, by answer()
 
+    def in_context(self, function: Callable[..., _T], *args: Any) -> _T:
+        """``function(*args)`` inside a fresh copy of the caller's context: ``run`` gets one,
+        and so does each fallback off the caller's thread, so none sees what another set and
+        several threads may hold one each at once."""
+        return self.context.copy().run(function, *args)
+
     def claim(self) -> bool:
         """Take the right to answer; True for exactly one caller."""
         return self._claim.acquire(blocking=False)
@@ -94,6 +114,8 @@ class Ticket:
         port.tracked.discard(self)
         try:
             port.replied(reply)  # counted before the caller wakes, so it sees its own call
+            if self.trace is not None:
+                port.trace_ended(self.trace, reply)
         finally:  # whatever happens, the caller is answered
             try:
                 if self.future is not None:

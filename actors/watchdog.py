@@ -75,8 +75,8 @@ class Watchdog:
                 _, _, item = heapq.heappop(heap)
             if not isinstance(item, Ticket):
                 self._work.put(item)
-            elif item.claim():
-                self._work.put(lambda ticket=item: ticket.port.expire(ticket))  # type: ignore[misc]
+            elif item.claim():  # the fallback and its log events see the caller's context
+                self._work.put(lambda ticket=item: ticket.in_context(ticket.port.expire, ticket))  # type: ignore[misc]
 
     def _run(self) -> None:
         while (job := self._work.get()) is not None:

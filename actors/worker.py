@@ -83,8 +83,8 @@ class WorkerActor(SupervisedActor):
 
     def on_receive(self, message: Any) -> None:
         if isinstance(message, Ticket):
-            try:
-                after = self._execute(message)
+            try:  # run and its log events inside a copy of the caller's context
+                after = message.in_context(self._execute, message)
             except BaseException as exc:
                 self._rescue(message, exc)
                 after = _After.DIE
@@ -162,7 +162,9 @@ class WorkerActor(SupervisedActor):
         try:
             if ticket.holds_slot:
                 port.gate.finish(ticket, _FAILURE, None)
-            reply = port.fall_back(ticket.payload, _FAILURE, error, ticket.started)
+            reply = ticket.in_context(
+                port.fall_back, ticket.payload, _FAILURE, error, ticket.started
+            )
         except BaseException:
             reply = Reply(port.key, None, error, (_FAILURE,), 0.0)
         ticket.answer(reply)
@@ -227,6 +229,8 @@ class WorkerActor(SupervisedActor):
         else:
             assert error is not None
             port.log_per_call(logging.ERROR, "command.failed", error=repr(error))
-            reply = port.fall_back(ticket.payload, _FAILURE, error, ticket.started, self._command)
+            reply = ticket.in_context(  # the caller's context, not what run left in it
+                port.fall_back, ticket.payload, _FAILURE, error, ticket.started, self._command
+            )
         ticket.answer(reply)
         return after

@@ -17,6 +17,7 @@ __all__ = [
     "BARE_FUNCTION",
     "HAND_ROLLED",
     "IDEAL_PER_SECOND",
+    "OURS_CONTEXT",
     "OURS_METRICS",
     "OURS_REJECTED",
     "OURS_SHORT_CIRCUIT",
@@ -38,6 +39,11 @@ OURS_REJECTED = "ours: `registry.ask`, rejected (bulkhead full, fallback)"
 OURS_METRICS = (
     "ours: the metrics one successful ask records (events + total latency under the gate lock,"
     " run time, concurrency maxima)"
+)
+#: What carrying the caller's context adds to one successful ask, timed alone (issue 10).
+OURS_CONTEXT = (
+    "ours: the context propagation one successful ask does (copy_context at admission, a fresh"
+    " copy entered on the worker)"
 )
 #: The throughput variant without any breaker (context for the hand-rolled figure).
 POOL_ALONE = "ThreadPoolExecutor(10) alone, no breaker (context only)"
@@ -82,6 +88,14 @@ def latency_targets(latencies: Mapping[str, Latency]) -> dict[str, list[Target]]
             Target("p99 <= 3x ask", ours.p99_us / ask.p99_us, 3.0),
         ],
         OURS_SHORT_CIRCUIT: [Target("p50 <= 0.25x ask", short.p50_us / ask.p50_us, 0.25)],
+        # the success path with propagation over the same path less what propagation costs
+        OURS_CONTEXT: [
+            Target(
+                "success <= 1.05x without it",
+                ours.p50_us / max(ours.p50_us - latencies[OURS_CONTEXT].p50_us, 1e-9),
+                1.05,
+            )
+        ],
     }
 
 

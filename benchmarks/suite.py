@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime
 import importlib.metadata
 import logging
@@ -52,6 +53,7 @@ from .report import (
     BARE_ASK,
     BARE_FUNCTION,
     HAND_ROLLED,
+    OURS_CONTEXT,
     OURS_METRICS,
     OURS_REJECTED,
     OURS_SHORT_CIRCUIT,
@@ -227,6 +229,10 @@ def _measure(plan: Plan) -> _Measured:
             stats.counters.peak(MAX_ACTIVE, 1)
             return i
 
+        def propagate_context(i: int) -> object:
+            context = contextvars.copy_context()  # CommandPort.submit
+            return context.copy().run(_identity, i)  # Ticket.in_context, on the worker
+
         def asking(key: str) -> Callable[[int], object]:
             def call(i: int) -> object:
                 return registry.ask(key, i)
@@ -250,6 +256,7 @@ def _measure(plan: Plan) -> _Measured:
             Case(OURS_SHORT_CIRCUIT, asking(ForcedOpenCommand.key), _fallback_expected),
             Case(OURS_REJECTED, asking(ParkedCommand.key), _fallback_expected),
             Case(OURS_METRICS, record_metrics, _identity),
+            Case(OURS_CONTEXT, propagate_context, _identity),
             Case(PIPELINE_RUN, pipeline_run, _identity),
             Case(SEQUENTIAL_ASKS, three_asks, _identity),
         ]
