@@ -357,9 +357,9 @@ class Gate:
             self.stats.replied(events, latency, thrown)
 
     def circuit_state(self) -> str:
-        """The circuit's state now ("closed", "open", "half_open")."""
-        with self._lock:
-            return self._breaker.state.value
+        """The circuit's state now ("closed", "open", "half_open"), for a span: read without
+        the lock (one attribute; at worst a transition late)."""
+        return self._breaker.state.value
 
     def transitioned(self, transitions: tuple[Transition, ...]) -> None:
         with self._lock:

@@ -141,8 +141,7 @@ class CommandPort:
         if timeout is not None and timeout < limit:
             limit = timeout
         context = contextvars.copy_context()  # the caller's, for run on the worker
-        tracer = self.tracer
-        trace = None if tracer is None else tracer.begin(self.key, self.group, limit, context)
+        trace = None if self.tracer is None else self.trace_begun(limit, context)
         ticket = Ticket(
             self,
             payload,
@@ -196,17 +195,29 @@ class CommandPort:
         self.gate.replied(reply.events, reply.latency, not reply.ok)
         tracer = self.tracer
         if tracer is not None:
-            tracer.at_once(
-                self.key, self.group, self.config.timeout, reply, self.gate.circuit_state()
-            )
+            try:
+                tracer.at_once(
+                    self.key, self.group, self.config.timeout, reply, self.gate.circuit_state()
+                )
+            except Exception as exc:  # a tracer's fault never breaks a call
+                self.log_per_call(logging.ERROR, "tracer.failed", error=repr(exc))
         return reply
+
+    def trace_begun(self, limit: float, context: contextvars.Context) -> CallTrace | None:
+        """An admitted call's span, current inside ``context`` (None if the tracer failed)."""
+        assert self.tracer is not None
+        try:
+            return self.tracer.begin(self.key, self.group, limit, context)
+        except Exception as exc:  # a tracer's fault never breaks a call
+            self.log_per_call(logging.ERROR, "tracer.failed", error=repr(exc))
+            return None
 
     def trace_ended(self, trace: CallTrace, reply: Reply) -> None:
         """An admitted call was answered: end its span (a tracer's fault never breaks it)."""
         try:
             trace.ended(reply, self.gate.circuit_state())
-        except Exception:
-            self.log_per_call(logging.ERROR, "tracer.failed", error="ended")
+        except Exception as exc:
+            self.log_per_call(logging.ERROR, "tracer.failed", error=repr(exc))
 
     def hand_back(self, ticket: Ticket) -> None:
         """Give a call to the supervisor to place; if it is dead, answer "unavailable"."""

@@ -242,3 +242,22 @@ def test_library_events_on_other_threads_carry_the_callers_structlog_contextvars
     assert timed_out["request_id"] == "req-42"  # emitted by the watchdog's thread
     failed = [e for e in capture.entries if e["event"] == "command.failed"]
     assert failed and all("request_id" not in e for e in failed)
+
+
+class BrokenTracer:
+    def begin(self, *args: Any) -> Any:
+        raise RuntimeError("tracer bug")
+
+    def at_once(self, *args: Any) -> None:
+        raise RuntimeError("tracer bug")
+
+
+def test_a_failing_tracer_never_breaks_a_call(captured_logs: list[dict[str, Any]]) -> None:
+    with CommandRegistry(tracer=BrokenTracer()) as registry:
+        registry.register(Open)
+        registry.register(Split)
+        assert registry.ask("ctx-split", "x") == [f"x-{n}" for n in range(4)]
+        assert registry.ask("ctx-open", "y") == "fallback"
+    failures = [e for e in captured_logs if e["event"] == "tracer.failed"]
+    assert sorted(e["command"] for e in failures) == ["ctx-open", "ctx-split"]  # one a key
+    assert all("tracer bug" in e["error"] for e in failures)
