@@ -194,6 +194,9 @@ class OtelTracer:
             tracer = self._tracer = provider.get_tracer(INSTRUMENTATION_NAME, VERSION)
         return tracer
 
+    def recording(self) -> bool:
+        return self._real() is not None
+
     def begin(
         self, key: str, group: str, timeout: float, context: contextvars.Context
     ) -> OtelCallTrace | None:

@@ -196,6 +196,8 @@ class CommandPort:
         tracer = self.tracer
         if tracer is not None:
             try:
+                if not tracer.recording():  # no SDK configured: nothing to gather
+                    return reply
                 tracer.at_once(
                     self.key, self.group, self.config.timeout, reply, self.gate.circuit_state()
                 )

@@ -37,6 +37,10 @@ class Tracer(Protocol):
         it current inside ``context``, never in the caller's own context. None: nothing to end
         (the span is not recorded)."""
 
+    def recording(self) -> bool:
+        """Whether a span begun now would be recorded (False while no SDK is configured): the
+        registry asks before it gathers what ``at_once`` takes."""
+
     def at_once(
         self, key: str, group: str, timeout: float, reply: Reply, circuit_state: str
     ) -> None:

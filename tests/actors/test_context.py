@@ -245,6 +245,9 @@ def test_library_events_on_other_threads_carry_the_callers_structlog_contextvars
 
 
 class BrokenTracer:
+    def recording(self) -> bool:
+        return True
+
     def begin(self, *args: Any) -> Any:
         raise RuntimeError("tracer bug")
 
