@@ -66,10 +66,25 @@ def sessions() -> Iterator[dict[Path, Session]]:
             session.close()  # a partial run: its leaks are not reported
 
 
+#: Pages whose hidden setup skipped them (``pytest.importorskip`` of an optional extra, such
+#: as OpenTelemetry's SDK): their later blocks are skipped too, with the same reason.
+SKIPPED_PAGES: dict[Path, str] = {}
+
+
 @pytest.mark.parametrize("block", PYTHON_BLOCKS, ids=lambda block: block.name)
 def test_python_block_runs(block: Block, sessions: dict[Path, Session]) -> None:
     if block.skip is not None:
         pytest.skip(f"marked not executable: {block.skip}")
+    if block.path in SKIPPED_PAGES:
+        pytest.skip(SKIPPED_PAGES[block.path])
+    try:
+        _run_in_page_order(block, sessions)
+    except pytest.skip.Exception as skipped:
+        SKIPPED_PAGES[block.path] = str(skipped)
+        raise
+
+
+def _run_in_page_order(block: Block, sessions: dict[Path, Session]) -> None:
     session = sessions.get(block.path)
     if session is None:
         session = sessions[block.path] = Session(block.path)
