@@ -9,7 +9,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from actors import Command
+from actors import Command, CommandConfig
+from supervision import SupervisionPolicy
 
 #: Upper bound on any wait for another thread: reached only when something is broken.
 WAIT = 5.0
@@ -70,3 +71,14 @@ class Dependency(Command):
 
     def fallback(self, payload: Any, error: BaseException) -> Any:
         return "fallback"
+
+
+class Slow(Dependency):
+    key = "slow"
+    # A long grace: the stuck worker is not abandoned (and its slot freed) during the test.
+    config = CommandConfig(timeout=0.05, supervision=SupervisionPolicy(zombie_grace=60.0))
+
+
+class Busy(Dependency):
+    key = "busy"
+    config = CommandConfig(max_concurrent_requests=1, timeout=WAIT)

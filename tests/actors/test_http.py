@@ -16,7 +16,7 @@ from wsgiref.util import setup_testing_defaults
 from wsgiref.validate import validator
 
 import pytest
-from probe import WAIT, Dependency, Probe
+from probe import WAIT, Busy, Dependency, Probe, Slow
 from prometheus_client.parser import text_string_to_metric_families
 from sample_metrics import Source, sample
 
@@ -24,7 +24,6 @@ import actors.dashboard
 from actors import Command, CommandConfig, CommandError, CommandRegistry
 from actors.http import AsgiApp, HttpServer, WsgiApp, asgi_app, start_http_server, wsgi_app
 from actors.stream import PING
-from supervision import SupervisionPolicy
 
 # -- reading a stream ----------------------------------------------------------------------------
 
@@ -83,17 +82,6 @@ def get(
 class Flaky(Dependency):
     key = "flaky"
     group = None  # the dashboard shows the command class's module
-
-
-class Slow(Dependency):
-    key = "slow"
-    # A long grace: the stuck worker is not abandoned (and its slot freed) during the test.
-    config = CommandConfig(timeout=0.05, supervision=SupervisionPolicy(zombie_grace=60.0))
-
-
-class Busy(Dependency):
-    key = "busy"
-    config = CommandConfig(max_concurrent_requests=1, timeout=WAIT)
 
 
 class Forced(Dependency):

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from probe import WAIT, Dependency, Probe
+from probe import WAIT, Busy, Dependency, Probe, Slow
 from prometheus_client.parser import text_string_to_metric_families
 from sample_metrics import Source, sample
 from tools import Requirement
@@ -22,7 +22,6 @@ from tools import Requirement
 from actors import Command, CommandConfig, CommandRegistry
 from actors.http import start_http_server
 from actors.prometheus import collector_registry, exposition
-from supervision import SupervisionPolicy
 
 PROMTOOL = Requirement(
     tests="promtool tests",
@@ -47,16 +46,6 @@ def problems(promtool: str, body: bytes) -> str:
 
 
 # -- a registry after every kind of outcome ------------------------------------------------------
-
-
-class Slow(Dependency):
-    key = "slow"
-    config = CommandConfig(timeout=0.05, supervision=SupervisionPolicy(zombie_grace=60.0))
-
-
-class Busy(Dependency):
-    key = "busy"
-    config = CommandConfig(max_concurrent_requests=1, timeout=WAIT)
 
 
 class Fragile(Dependency):
