@@ -35,6 +35,7 @@ from supervision import (
     Permit,
     Transition,
 )
+from supervision.fleet import Delta, FleetState, FleetTally, FleetView, follow
 from supervision.metrics import EXECUTED, MAX_ACTIVE, MAX_IN_FLIGHT, CommandStats
 from supervision.snapshot import CommandMetrics, PoolMetrics
 
@@ -81,6 +82,7 @@ class Gate:
         "_reserved",
         "_waiting",
         "_worker_limit",
+        "fleet_view",
         "generation",
         "running",
         "stats",
@@ -107,6 +109,8 @@ class Gate:
         self.generation = 0
         #: Workers abandoned in ``run`` that have not returned yet.
         self.zombies = 0
+        #: The fleet's view of the key, as the fleet last read it (None: no fleet).
+        self.fleet_view: FleetView | None = None
 
     @property
     def workers(self) -> int:
@@ -368,6 +372,35 @@ class Gate:
                 state = moved.to_state.value
                 counts[state] = counts.get(state, 0) + 1
 
+    # -- the fleet (off every call's path: its own threads call these) -------------------------
+
+    def fleet_take(self, tally: FleetTally) -> tuple[list[Delta], bool, int | None, int]:
+        """For a flush: the counts the fleet has not seen, whether the circuit is tripped on
+        this node's own window, the fleet epoch holding it (or None), and the short-circuits
+        answered so far (demand for a probe)."""
+        with self._lock:
+            breaker = self._breaker
+            deltas = tally.take(breaker.window)
+            return deltas, breaker.tripped, breaker.held, self.stats.totals[_SHORT]
+
+    def fleet_put_back(self, tally: FleetTally) -> None:
+        with self._lock:
+            tally.put_back()
+
+    def fleet_follow(self, fleet: FleetState, node: str) -> tuple[Transition, ...]:
+        """Adopt the fleet's circuit (see ``supervision.fleet.follow``)."""
+        with self._lock:
+            return follow(self._breaker, fleet, node)
+
+    def fleet_release(self) -> None:
+        """The fleet is out of reach: the breaker follows its own rules."""
+        with self._lock:
+            self._breaker.release_hold()
+
+    def fleet_held(self) -> int | None:
+        with self._lock:
+            return self._breaker.held
+
     def reconfigure(self, config: CommandConfig) -> None:
         with self._lock:
             if (config.rolling_window, config.rolling_buckets) != (
@@ -435,4 +468,5 @@ class Gate:
                 workers=self.workers,
                 zombies=self.zombies,
                 status=status,
+                fleet=self.fleet_view,
             )

@@ -129,4 +129,5 @@ def log_transitions(log: Log, transitions: Iterable[Transition]) -> None:
             from_state=moved.from_state.value,
             requests=moved.requests,
             error_percent=round(moved.error_percent, 1),
+            scope=moved.scope,
         )

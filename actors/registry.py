@@ -45,6 +45,7 @@ from supervision.snapshot import CommandMetrics
 from .commands import Command, FunctionCall, FunctionCommand, check_command_class
 from .decorator import CommandDecorator
 from .event_loop import wake
+from .fleet_host import Fleet, FleetHost
 from .log import logger
 from .messages import Reply, ShutdownReport
 from .port import CommandPort, TransitionListener
@@ -173,14 +174,24 @@ class CommandRegistry:
     _default_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(
-        self, *, clock: Clock = monotonic, tracer: Tracer | Literal["auto"] | None = "auto"
+        self,
+        *,
+        clock: Clock = monotonic,
+        tracer: Tracer | Literal["auto"] | None = "auto",
+        fleet: Fleet | None = None,
     ) -> None:
         """``clock`` times circuit breakers and rolling windows (inject a ``FakeClock`` in
         tests); call deadlines always use ``time.monotonic``. ``tracer`` makes a span per ask:
         "auto" is OpenTelemetry's when the ``otel`` extra is installed (spans are recorded once
-        the application configures an SDK), None turns tracing off."""
+        the application configures an SDK), None turns tracing off. ``fleet`` shares each
+        key's circuit with the service's other replicas (``actors.fleet.RedisFleet``, with the
+        ``redis`` extra); keys opt out with ``CommandConfig(fleet=FleetPolicy(mode="off"))``."""
+        if fleet is not None and not callable(getattr(fleet, "attach", None)):
+            msg = f"fleet must be a fleet such as actors.fleet.RedisFleet, got {show(fleet)}"
+            raise TypeError(msg)
         self._clock = clock
         self._tracer = default_tracer() if tracer == "auto" else tracer
+        self._fleet = fleet
         self._listeners: list[TransitionListener] = []
         self._lock = threading.Lock()
         self._start()
@@ -193,6 +204,23 @@ class CommandRegistry:
         self._routes: dict[str, CommandPort] = {}
         self._closed: CommandError | None = None
         self._report: ShutdownReport | None = None
+        if self._fleet is not None:
+            self._fleet.attach(
+                FleetHost(ports=self._used_ports, timer=self._watchdog, subscribe=self._listen)
+            )
+
+    def _used_ports(self) -> list[CommandPort]:
+        ports: list[CommandPort] = self._actor.ask(Ports(), block=True)
+        return ports
+
+    def _listen(self, listener: TransitionListener) -> None:
+        if listener not in self._listeners:
+            self._listeners.append(listener)
+
+    @property
+    def fleet(self) -> Fleet | None:
+        """The fleet this registry shares its circuits with (``CommandRegistry(fleet=...)``)."""
+        return self._fleet
 
     @classmethod
     def default(cls) -> CommandRegistry:
@@ -600,6 +628,8 @@ class CommandRegistry:
                     port.closed = reason
                     port.loop.close()
                 self._watchdog.close()
+                if self._fleet is not None:
+                    self._fleet.close()
                 self._start()
                 return
             for port in ports:
@@ -628,6 +658,8 @@ class CommandRegistry:
             drained = all(
                 [port.gate.wait_drained(max(0.0, deadline - time.monotonic())) for port in ports]
             )
+            if self._fleet is not None:
+                self._fleet.close()
             self._routes.clear()
             if self._actor.is_alive():
                 self._actor.ask(Reset(closed, sweep=True), block=True)

@@ -25,6 +25,7 @@ from .errors import (
     UnknownCommandError,
 )
 from .events import ERROR_EVENTS, FALLBACK_TRIGGERS, HEALTH_EVENTS, EventType
+from .fleet import FleetPolicy, FleetState, FleetView
 from .health import Health
 from .policy import RestartStrategy, SupervisionPolicy
 from .restart import DECISIONS, Child, Decision, Directive, Restarts, backoff_delay, decide
@@ -57,6 +58,9 @@ __all__ = [
     "EventType",
     "FakeClock",
     "FallbackFailedError",
+    "FleetPolicy",
+    "FleetState",
+    "FleetView",
     "Health",
     "IllegalTransitionError",
     "MaxConcurrencyError",

@@ -18,6 +18,13 @@ Semantics (Hystrix's, with its known defects fixed):
   BAD_REQUEST says nothing about the dependency's health (Hystrix's defect): the probe's slot is
   simply given back.
 * ``force_open`` rejects everything (and wins); ``force_closed`` admits everything and never trips.
+
+With a fleet (``actors.fleet``), the breaker can also be *held* by the fleet's circuit: it adopts
+a fleet-open state (``adopt_open``), then short-circuits past its own sleep window until the fleet
+grants it the probe (``grant_probe``) or closes (``adopt_closed``); losing the fleet
+(``release_hold``) hands it back to its own rules. Transitions while held, and adoptions, carry
+``scope="fleet"``. OPEN -> CLOSED (``FLEET_TRANSITIONS``) is legal only as an adoption: another
+node's probe succeeded.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from .window import RollingCounts
 __all__ = [
     "CircuitBreaker",
     "CircuitState",
+    "FLEET_TRANSITIONS",
     "IllegalTransitionError",
     "NORMAL",
     "Permit",
@@ -56,6 +64,12 @@ TRANSITIONS: frozenset[tuple[CircuitState, CircuitState]] = frozenset(
     }
 )
 
+#: The transitions a fleet adoption may also make: OPEN -> CLOSED when another node's probe
+#: closed the fleet's circuit.
+FLEET_TRANSITIONS: frozenset[tuple[CircuitState, CircuitState]] = TRANSITIONS | {
+    (CircuitState.OPEN, CircuitState.CLOSED)
+}
+
 
 class IllegalTransitionError(RuntimeError):
     """A transition outside ``TRANSITIONS`` was attempted: a bug in the breaker."""
@@ -70,6 +84,11 @@ class Transition:
     at: float
     requests: int
     error_percent: float
+    #: "local" (this node's own window or probe) or "fleet" (an adopted fleet state, or a
+    #: move while the fleet held the circuit).
+    scope: str = "local"
+    #: With scope "fleet": the fleet epoch the circuit was held at (else -1).
+    fleet_epoch: int = -1
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -91,6 +110,7 @@ class CircuitBreaker:
         "_clock",
         "_config",
         "_epoch",
+        "_fleet_epoch",
         "_opened_at",
         "_probe_successes",
         "_probes_admitted",
@@ -106,6 +126,7 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._probes_admitted = 0
         self._probe_successes = 0
+        self._fleet_epoch: int | None = None
         self.window = RollingCounts(config.rolling_window, config.rolling_buckets, clock)
 
     # -- reading -------------------------------------------------------------------------------
@@ -145,7 +166,10 @@ class CircuitBreaker:
         if config.force_closed or state is CircuitState.CLOSED:
             return NORMAL, ()
         if state is CircuitState.OPEN:
-            if self._clock() - self._opened_at < config.sleep_window:
+            if (
+                self._fleet_epoch is not None
+                or self._clock() - self._opened_at < config.sleep_window
+            ):
                 return None, ()
             moved = self._transition(CircuitState.HALF_OPEN)
             self._probes_admitted = 1
@@ -195,6 +219,51 @@ class CircuitBreaker:
         if permit.probe and permit.epoch == self._epoch and self._probes_admitted > 0:
             self._probes_admitted -= 1
 
+    # -- the fleet -----------------------------------------------------------------------------
+
+    @property
+    def held(self) -> int | None:
+        """The fleet epoch holding this circuit, or None (the breaker follows its own rules)."""
+        return self._fleet_epoch
+
+    @property
+    def tripped(self) -> bool:
+        """Open or half-open on this node's own window (not because the fleet said so)."""
+        return self._fleet_epoch is None and self.state is not CircuitState.CLOSED
+
+    def adopt_open(self, fleet_epoch: int) -> tuple[Transition, ...]:
+        """The fleet's circuit opened (at ``fleet_epoch``): open, and wait for the fleet."""
+        self._fleet_epoch = fleet_epoch
+        if self._state is CircuitState.OPEN:
+            return ()
+        moved = self._transition(CircuitState.OPEN, "fleet")
+        self._opened_at = moved.at
+        return (moved,)
+
+    def grant_probe(self, fleet_epoch: int) -> tuple[Transition, ...]:
+        """This node won the fleet's probe lease at ``fleet_epoch``: go half-open and admit
+        the probe(s). Nothing happens unless the fleet holds the circuit open."""
+        if self._fleet_epoch is None or self._state is not CircuitState.OPEN:
+            return ()
+        self._fleet_epoch = fleet_epoch
+        return (self._transition(CircuitState.HALF_OPEN, "fleet"),)
+
+    def adopt_closed(self) -> tuple[Transition, ...]:
+        """The fleet's circuit closed: a held circuit closes with it (window restarted)."""
+        if self._fleet_epoch is None:
+            return ()
+        if self._state is CircuitState.CLOSED:
+            self._fleet_epoch = None
+            return ()
+        moved = self._transition(CircuitState.CLOSED, "fleet")
+        self.window.reset()
+        return (moved,)
+
+    def release_hold(self) -> None:
+        """The fleet is out of reach: follow this node's own rules again (an open circuit
+        probes after its own sleep window, counted from when it opened)."""
+        self._fleet_epoch = None
+
     def reconfigure(self, config: CommandConfig) -> None:
         """Take new thresholds; the state, the epoch and the counts are kept."""
         if (config.rolling_window, config.rolling_buckets) != (
@@ -211,19 +280,27 @@ class CircuitBreaker:
         self._opened_at = moved.at
         return moved
 
-    def _transition(self, to_state: CircuitState) -> Transition:
+    def _transition(self, to_state: CircuitState, scope: str = "local") -> Transition:
         from_state = self._state
-        if (from_state, to_state) not in TRANSITIONS:
+        legal = FLEET_TRANSITIONS if scope == "fleet" else TRANSITIONS
+        if (from_state, to_state) not in legal:
             msg = f"illegal circuit transition {from_state.value} -> {to_state.value}"
             raise IllegalTransitionError(msg)
+        fleet_epoch = self._fleet_epoch
+        if fleet_epoch is not None:
+            scope = "fleet"
         moved = Transition(
             from_state=from_state,
             to_state=to_state,
             at=self._clock(),
             requests=self.requests(),
             error_percent=self.error_percent(),
+            scope=scope,
+            fleet_epoch=-1 if fleet_epoch is None else fleet_epoch,
         )
         self._state = to_state
+        if to_state is CircuitState.CLOSED:
+            self._fleet_epoch = None
         self._epoch += 1
         self._probes_admitted = 0
         self._probe_successes = 0

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 from .checks import check_int, check_number, show
+from .fleet_policy import FleetPolicy
 from .policy import SupervisionPolicy
 
 __all__ = ["CommandConfig"]
@@ -65,6 +66,10 @@ class CommandConfig:
     #: ``ignoreExceptions``). Subclasses match too. A list or a single class is accepted and
     #: stored as a tuple.
     ignore: tuple[type[BaseException], ...] = ()
+    #: How the key takes part in a fleet-wide circuit when the registry has a fleet
+    #: (``CommandRegistry(fleet=RedisFleet(...))``): shared (the default), quorum or off.
+    #: Without a fleet it changes nothing.
+    fleet: FleetPolicy = dataclasses.field(default_factory=FleetPolicy)
 
     def __post_init__(self) -> None:
         _check_seconds("timeout", self.timeout)
@@ -89,6 +94,9 @@ class CommandConfig:
             msg = f"supervision must be a SupervisionPolicy, got {show(self.supervision)}"
             raise ValueError(msg)
         object.__setattr__(self, "ignore", _exception_classes("ignore", self.ignore))
+        if not isinstance(self.fleet, FleetPolicy):
+            msg = f"fleet must be a FleetPolicy, got {show(self.fleet)}"
+            raise ValueError(msg)
 
     def replace(self, **changes: Any) -> CommandConfig:
         """A copy with some fields changed (validated like the original)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from .breaker import CircuitState
+from .fleet import FleetView
 
 __all__ = ["Health"]
 
@@ -30,3 +31,7 @@ class Health:
     #: "up", "restarting" (its supervisor died and is being restarted) or "down" (restarts
     #: exhausted: every call is answered "unavailable" until ``restart(key)``).
     status: str = "up"
+    #: The fleet's view of the key (``CommandRegistry(fleet=...)``): nodes reporting, the
+    #: fleet circuit's state and error percentage, the probe lease's holder. None without a
+    #: fleet, with ``FleetPolicy(mode="off")``, or before the key's first exchange with it.
+    fleet: FleetView | None = None

@@ -21,7 +21,16 @@ _SUCCESS = _INDEX[EventType.SUCCESS]
 class RollingCounts:
     """Counts of each ``EventType`` over the last ``window`` seconds."""
 
-    __slots__ = ("_bucket_ids", "_buckets", "_clock", "_latest", "_n", "_totals", "_width")
+    __slots__ = (
+        "_bucket_ids",
+        "_buckets",
+        "_clock",
+        "_latest",
+        "_n",
+        "_totals",
+        "_width",
+        "resets",
+    )
 
     def __init__(self, window: float, buckets: int, clock: Clock) -> None:
         if window <= 0 or buckets < 1:
@@ -34,6 +43,8 @@ class RollingCounts:
         self._bucket_ids = [-1] * buckets
         self._totals = [0] * len(_INDEX)
         self._latest = -1
+        #: How many times ``reset`` has emptied the window (readers of buckets notice it).
+        self.resets = 0
 
     def _advance(self) -> int:
         """Drop buckets that fell out of the window; return the current bucket's id."""
@@ -80,6 +91,31 @@ class RollingCounts:
         self._advance()
         return dict(zip(_INDEX, self._totals, strict=True))
 
+    def now(self) -> float:
+        """The window's clock now."""
+        return self._clock()
+
+    @property
+    def bucket_width(self) -> float:
+        return self._width
+
+    @property
+    def bucket_count(self) -> int:
+        return self._n
+
+    def bucket_health(self) -> list[tuple[int, int, int]]:
+        """Each live bucket's (id, requests, errors), as ``health`` counts them; a bucket's id
+        times ``bucket_width`` is when it began on the window's clock."""
+        self._advance()
+        rows = []
+        for slot, bucket_id in enumerate(self._bucket_ids):
+            if bucket_id < 0:
+                continue
+            counts = self._buckets[slot]
+            errors = sum(map(counts.__getitem__, _ERRORS))
+            rows.append((bucket_id, counts[_SUCCESS] + errors, errors))
+        return rows
+
     def resized(self, window: float, buckets: int) -> RollingCounts:
         """A window of another shape holding these counts, each at its bucket's start time
         (counts older than the new window are dropped)."""
@@ -108,3 +144,4 @@ class RollingCounts:
     def reset(self) -> None:
         for slot in range(self._n):
             self._clear(slot)
+        self.resets += 1

@@ -27,7 +27,7 @@ from actors import (
     Reply,
     UnknownCommandError,
 )
-from supervision import SupervisionPolicy
+from supervision import FleetPolicy, SupervisionPolicy
 
 HUGE = 10**400  # an int no float can hold
 
@@ -277,6 +277,7 @@ IN_RANGE: dict[str, Callable[[object], bool]] = {
     "force_closed": lambda v: isinstance(v, bool),
     "supervision": lambda v: isinstance(v, SupervisionPolicy),
     "ignore": _exception_classes,
+    "fleet": lambda v: isinstance(v, FleetPolicy),
 }
 
 ANY_VALUE = st.one_of(
@@ -290,6 +291,7 @@ ANY_VALUE = st.one_of(
     st.text(max_size=8),
     st.lists(st.integers(), max_size=3),
     st.just(SupervisionPolicy()),
+    st.just(FleetPolicy(mode="quorum")),
     st.just(CommandConfig()),
     st.builds(object),
     st.sampled_from([KeyError, (KeyError, ValueError), [LookupError], (KeyError, int)]),

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from supervision import CommandConfig
+from supervision import CommandConfig, FleetPolicy
 
 
 def test_the_defaults_are_hystrixs() -> None:
@@ -27,6 +27,7 @@ def test_the_defaults_are_hystrixs() -> None:
     assert config.force_open is False
     assert config.force_closed is False
     assert config.ignore == ()
+    assert config.fleet == FleetPolicy(mode="shared", quorum=2)
 
 
 def test_the_defaults_cover_every_field() -> None:
@@ -47,6 +48,7 @@ def test_the_defaults_cover_every_field() -> None:
         "force_closed",
         "supervision",
         "ignore",
+        "fleet",
     }
 
 
