@@ -115,6 +115,7 @@ class CircuitBreaker:
         "_probe_successes",
         "_probes_admitted",
         "_state",
+        "fleet_seen",
         "window",
     )
 
@@ -127,6 +128,8 @@ class CircuitBreaker:
         self._probes_admitted = 0
         self._probe_successes = 0
         self._fleet_epoch: int | None = None
+        #: The newest fleet epoch this breaker has followed (older states are stale).
+        self.fleet_seen = 0
         self.window = RollingCounts(config.rolling_window, config.rolling_buckets, clock)
 
     # -- reading -------------------------------------------------------------------------------

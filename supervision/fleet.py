@@ -231,18 +231,25 @@ def follow(breaker: CircuitBreaker, fleet: FleetState, node: str) -> tuple[Trans
     * open (or half-open with another node's probe) at a newer epoch than the breaker is held
       at: open and wait for the fleet;
     * half-open with this node holding the lease, newer than the epoch held: probe;
-    * closed at a newer epoch: a held circuit closes; an older epoch than the one held means
-      the store lost its data (Redis restarted empty): the breaker follows its own rules again.
-    Epochs only grow, so a stale message (a broadcast overtaken by a flush) changes nothing.
+    * closed at a newer epoch: a held circuit closes (a circuit open on the node's own window
+      stays open: it is the node's own verdict);
+    * no state at all (epoch 0): the store lost its data (Redis restarted empty), so the breaker
+      follows its own rules again.
+
+    Epochs only grow, so a state older than one already followed (a flush's reply overtaken by
+    a broadcast) changes nothing.
     """
+    if fleet.epoch == 0:
+        breaker.release_hold()
+        breaker.fleet_seen = 0
+        return ()
+    if fleet.epoch < breaker.fleet_seen:
+        return ()
+    breaker.fleet_seen = fleet.epoch
     held = breaker.held
     if fleet.state is CircuitState.CLOSED:
-        if held is None:
-            return ()
-        if fleet.epoch > held:
+        if held is not None and fleet.epoch > held:
             return breaker.adopt_closed()
-        if fleet.epoch < held:
-            breaker.release_hold()
         return ()
     if held is not None and fleet.epoch <= held:
         return ()

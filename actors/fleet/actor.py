@@ -41,6 +41,14 @@ def follow(seat: Seat, state: FleetState, node: str) -> None:
     """Bring a key's breaker in line with the fleet (from a flush or a broadcast): the gate
     adopts the state under its lock, the transitions are published like any other."""
     port = seat.port
+    view = port.gate.fleet_view
+    if view is not None and state.epoch > view.epoch:
+        port.gate.fleet_view = dataclasses.replace(
+            view,
+            state=state.state,
+            epoch=state.epoch,
+            probe_holder=state.holder if state.state is CircuitState.HALF_OPEN else None,
+        )
     moved = port.gate.fleet_follow(state, node)
     for transition in moved:
         if transition.to_state is CircuitState.HALF_OPEN:

@@ -78,10 +78,7 @@ class Store:
             client: redis.Redis | RedisCluster
             if cluster:
                 client = RedisCluster.from_url(
-                    self.url,
-                    retry=Retry(NoBackoff(), 0),
-                    cluster_error_retry_attempts=0,
-                    **self._kwargs(),
+                    self.url, retry=Retry(NoBackoff(), 0), **self._kwargs()
                 )
             else:
                 client = redis.Redis.from_url(
@@ -129,10 +126,36 @@ class Store:
         return results
 
     def _pipeline(self, client: redis.Redis | RedisCluster, calls: Sequence[Call]) -> list[Any]:
+        if isinstance(client, RedisCluster):
+            return self._cluster_pipelines(client, calls)
         pipe = client.pipeline(transaction=False)
         for source, keys, args in calls:
             pipe.evalsha(_SHAS[source], len(keys), *keys, *args)
         return list(pipe.execute(raise_on_error=False))
+
+    def _cluster_pipelines(self, client: RedisCluster, calls: Sequence[Call]) -> list[Any]:
+        """redis-py's cluster pipeline refuses scripts: one plain pipeline per master, each
+        with the calls whose keys it serves (a call's keys share one hash tag). A key that
+        moved (resharding) answers MOVED: the topology is read again at the next tick."""
+        groups: dict[str, list[int]] = {}
+        nodes: dict[str, Any] = {}
+        for i, (_, keys, _) in enumerate(calls):
+            node = client.get_node_from_key(keys[0])  # type: ignore[no-untyped-call]
+            groups.setdefault(node.name, []).append(i)
+            nodes[node.name] = node
+        results: list[Any] = [None] * len(calls)
+        for name, indexes in groups.items():
+            connection = client.get_redis_connection(nodes[name])
+            pipe = connection.pipeline(transaction=False)
+            for i in indexes:
+                source, keys, args = calls[i]
+                pipe.evalsha(_SHAS[source], len(keys), *keys, *args)
+            for i, result in zip(indexes, pipe.execute(raise_on_error=False), strict=True):
+                if isinstance(result, ResponseError) and str(result).startswith(("MOVED", "ASK")):
+                    client.nodes_manager.initialize()
+                    raise StoreError(f"the cluster moved a key: {result}")
+                results[i] = result
+        return results
 
     def write(self, commands: Sequence[tuple[Any, ...]]) -> None:
         """Plain commands in one round trip; a lost connection raises ``StoreError``."""
