@@ -19,6 +19,15 @@ import time
 import urllib.parse
 from typing import Any
 
+try:
+    import redis  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    msg = (
+        "actors.fleet needs redis-py: install the 'redis' extra"
+        ' (pip install "hystrix-actors[redis]")'
+    )
+    raise ImportError(msg) from exc
+
 import pykka
 
 from supervision import FleetPolicy, FleetState, FleetView, Throttle

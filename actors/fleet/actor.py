@@ -83,7 +83,8 @@ class FleetActor(pykka.ThreadingActor):
         self.seats: dict[str, Seat] = {}
         self.connected: bool | None = None  # None: never tried
         self.failures = 0
-        self._next_snapshot = 0.0
+        #: Keys not yet added to the fleet's set of keys.
+        self._unlisted: list[str] = []
         self._stopped = False
 
     def on_start(self) -> None:
@@ -105,7 +106,10 @@ class FleetActor(pykka.ThreadingActor):
                 delay = self.fleet.publish_interval
             self._schedule(delay)
         elif isinstance(message, Verdict):
-            self._resolve(message)
+            try:
+                self._resolve(message)
+            except Exception as exc:  # the lease expires and another node probes
+                self.log.exception("fleet.failed", error=repr(exc))
         return None
 
     def _schedule(self, delay: float) -> None:
@@ -139,6 +143,10 @@ class FleetActor(pykka.ThreadingActor):
                 continue
             seat.tripped = tripped
             seat.next_heartbeat = now + fleet.heartbeat
+            snapshot = ""
+            if now >= seat.next_snapshot:
+                seat.next_snapshot = now + fleet.snapshot_interval
+                snapshot = _snapshot(port)
             config = port.config
             counts = ";".join(f"{round(age * 1000)}:{r}:{e}" for age, r, e in deltas)
             args = (
@@ -157,15 +165,16 @@ class FleetActor(pykka.ThreadingActor):
                 int(held is not None and demand),
                 fleet.channel,
                 port.key,
+                snapshot,
+                round(fleet.snapshot_ttl * 1000),
             )
             calls.append((FLUSH, (seat.prefix + ":state",), args))
             flushed.append(seat)
-        snapshots = now >= self._next_snapshot and bool(seats)
         try:
+            if self._unlisted:
+                self.store.write([("SADD", fleet.keys_set, *self._unlisted)])
+                self._unlisted = []
             results = self.store.run(calls)
-            if snapshots:
-                self._snapshot(seats)
-                self._next_snapshot = now + fleet.snapshot_interval
         except StoreError as exc:
             for seat in flushed:
                 seat.port.gate.fleet_put_back(seat.tally)
@@ -191,6 +200,7 @@ class FleetActor(pykka.ThreadingActor):
                 continue
             if seat is None or seat.port is not port:
                 seat = Seat(port, self.fleet.namespace)
+                self._unlisted.append(port.key)
             seats[port.key] = seat
         self.seats = seats
         self.fleet.seats = seats  # the listener reads it (swapped whole, never mutated)
@@ -229,7 +239,9 @@ class FleetActor(pykka.ThreadingActor):
 
     def _lost(self, exc: StoreError, seats: Sequence[Seat]) -> float:
         """Redis could not be reached: every breaker on its own again; retry with backoff."""
+        self._unlisted = [seat.port.key for seat in seats]  # Redis may come back empty
         for seat in seats:
+            seat.next_heartbeat = 0.0  # every key flushes at the first tick that works
             seat.port.gate.fleet_release()
             view = seat.port.gate.fleet_view
             if view is not None and view.connected:
@@ -294,20 +306,11 @@ class FleetActor(pykka.ThreadingActor):
         )
         self.follow(seat, state)
 
-    # -- snapshots for the fleet-wide stream ---------------------------------------------------
 
-    def _snapshot(self, seats: Sequence[Seat]) -> None:
-        """Each key's dashboard messages, for ``/hystrix.stream?scope=fleet`` on any node."""
-        fleet = self.fleet
-        ttl = round(fleet.snapshot_ttl * 1000)
-        commands: list[tuple[Any, ...]] = []
-        for seat in seats:
-            metrics = seat.port.metrics()
-            body = json.dumps(
-                {"command": command_message(metrics), "pool": pool_message(metrics)},
-                separators=(",", ":"),
-            )
-            commands.append(("HSET", seat.prefix + ":snap", fleet.node, body))
-            commands.append(("PEXPIRE", seat.prefix + ":snap", ttl))
-            commands.append(("SADD", fleet.keys_set, seat.port.key))
-        self.store.write(commands)
+def _snapshot(port: CommandPort) -> str:
+    """The key's dashboard messages on this node, for ``/hystrix.stream?scope=fleet``."""
+    metrics = port.metrics()
+    return json.dumps(
+        {"command": command_message(metrics), "pool": pool_message(metrics)},
+        separators=(",", ":"),
+    )

@@ -15,6 +15,11 @@ Keys, with ``P`` = ``hx:{namespace:key}``:
 * ``P:nodes`` (sorted set): node -> last report (ms); ``P:tripped``: node -> last report while
   its own circuit was open (quorum mode).
 * ``P:probe`` (string, ``SET NX PX``): ``node|epoch`` of the half-open probe's holder.
+* ``P:snap`` (hash): node -> its dashboard messages for the key (JSON: ``command``, ``pool``),
+  for the fleet-wide stream; written by a flush about once a second, expiring by itself.
+
+Outside any command's tag, ``hx:{namespace}:keys`` (set) lists the fleet's command keys (each
+node adds a key when it first takes part in its fleet).
 
 A state change is published on the namespace's channel as JSON (``key``, ``state``, ``epoch``,
 ``at``, ``by``, ``holder``).
@@ -68,7 +73,8 @@ end
 #: and state back, open the fleet circuit if it trips, take the probe lease if it may.
 #: KEYS[1] = P:state. ARGV: node, counts ("age_ms:requests:errors;..."), tripped (0/1), mode,
 #: request volume threshold, error percent threshold, quorum, window ms, buckets, live ms,
-#: sleep window ms, lease ms, wants the probe (0/1), channel, command key.
+#: sleep window ms, lease ms, wants the probe (0/1), channel, command key, the node's dashboard
+#: snapshot (JSON, or "" for none this time) and its time to live in ms.
 #: Returns: now, requests, errors, nodes, state, epoch, at, by, holder, action, garbage.
 FLUSH = (
     _COMMON
@@ -111,6 +117,11 @@ write(nkey, 'ZADD', nkey, now, node)
 redis.call('ZREMRANGEBYSCORE', nkey, '-inf', now - window)
 redis.call('PEXPIRE', nkey, 2 * window + 1000)
 local nodes = redis.call('ZCARD', nkey)
+if ARGV[16] ~= '' then
+  local snap = prefix .. ':snap'
+  write(snap, 'HSET', snap, node, ARGV[16])
+  redis.call('PEXPIRE', snap, tonumber(ARGV[17]))
+end
 if ARGV[3] == '1' then
   write(tkey, 'ZADD', tkey, now, node)
   redis.call('PEXPIRE', tkey, 2 * live + 1000)

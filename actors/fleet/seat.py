@@ -26,6 +26,7 @@ class Seat:
     __slots__ = (
         "granted",
         "next_heartbeat",
+        "next_snapshot",
         "port",
         "prefix",
         "shorts",
@@ -43,6 +44,8 @@ class Seat:
         self.tripped = False
         #: Monotonic time by which the key is flushed even with nothing new (0: at once).
         self.next_heartbeat = 0.0
+        #: Monotonic time by which the key's dashboard snapshot is written again.
+        self.next_snapshot = 0.0
         #: The fleet epoch of the probe this node was granted (its verdict is reported), or -1.
         self.granted = -1
 
