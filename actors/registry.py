@@ -233,6 +233,19 @@ class CommandRegistry:
                 registry = cls._default
         return registry
 
+    @classmethod
+    def set_default(cls, registry: CommandRegistry) -> CommandRegistry | None:
+        """Make ``registry`` the process-wide registry that class-level calls act on (say one
+        built with a fleet: ``CommandRegistry.set_default(CommandRegistry(fleet=...))``), at
+        start-up, before commands are registered on it; returns the one it replaces, if any
+        was made (left running: shut it down if it is no longer needed)."""
+        if not isinstance(registry, CommandRegistry):
+            msg = f"set_default() takes a CommandRegistry, got {show(registry)}"
+            raise TypeError(msg)
+        with cls._default_lock:
+            previous, cls._default = cls._default, registry
+        return previous
+
     def __enter__(self) -> CommandRegistry:
         return self
 

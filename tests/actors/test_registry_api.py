@@ -799,3 +799,30 @@ def test_a_port_cached_across_a_reset_is_routed_afresh(registry: CommandRegistry
 
     assert registry.ask_reply("echo", 2).events == ("SUCCESS",)
     assert registry._routes["echo"] is not stale
+
+
+def test_set_default_makes_class_level_calls_act_on_the_given_registry() -> None:
+    class Echo(Command):
+        key = "echo-for-set-default"
+
+        def run(self, payload: object) -> object:
+            return payload
+
+    mine = CommandRegistry()
+    previous = CommandRegistry.set_default(mine)
+    try:
+        CommandRegistry.register(Echo)
+        assert CommandRegistry.default() is mine
+        assert CommandRegistry.ask("echo-for-set-default", 7) == 7
+        assert mine.health("echo-for-set-default").requests == 1
+    finally:
+        restored = CommandRegistry.set_default(previous) if previous else None
+        if previous is None:
+            CommandRegistry._default = None
+        assert restored in (mine, None)
+        mine.shutdown()
+
+
+def test_set_default_refuses_what_is_not_a_registry() -> None:
+    with pytest.raises(TypeError, match="set_default\\(\\) takes a CommandRegistry, got 'x'"):
+        CommandRegistry.set_default("x")  # type: ignore[arg-type]
