@@ -5,10 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.demo-installed
+FLEET_DEMO_STAMP := $(VENV)/.fleet-demo-installed
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 SOAK_SECONDS ?= 300
 
-.PHONY: setup test lint typecheck unit docs package demo bench clean soak
+.PHONY: setup test lint typecheck unit docs package demo fleet-demo bench clean soak
 
 setup: $(STAMP)
 
@@ -23,6 +24,13 @@ $(DEMO_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet -e '.[demo]'
 	touch $(DEMO_STAMP)
+
+# The fleet demo also needs the redis extra (redis-py), and Debian's redis-server unless
+# REDIS_URL names a Redis to use.
+$(FLEET_DEMO_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet -e '.[demo,redis]'
+	touch $(FLEET_DEMO_STAMP)
 
 lint: setup
 	$(BIN)/ruff check actors supervision tests examples benchmarks
@@ -62,6 +70,10 @@ test: lint typecheck unit docs package
 
 demo: $(DEMO_STAMP)
 	$(BIN)/python examples/jira_issues.py
+
+# Three processes share one circuit through Redis while a fake JIRA goes down and recovers.
+fleet-demo: $(FLEET_DEMO_STAMP)
+	$(BIN)/python examples/fleet.py
 
 bench: setup
 	$(BIN)/python -m benchmarks

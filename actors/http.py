@@ -12,16 +12,28 @@ Routes (GET only):
   message per key and one ``HystrixThreadPool`` message per pool, then a ``ping:`` line.
   ``?delay=<ms>`` changes the interval for that connection (Hystrix's parameter). Past
   ``max_connections`` open streams: 503.
+* ``/hystrix.stream?scope=fleet``: the same messages summed over the fleet's live nodes (what
+  Netflix's Turbine did, built in; ``actors.fleet.view`` says how they add up), for a registry
+  with a fleet (``CommandRegistry(fleet=RedisFleet(...))``). Each tick starts with a named event
+  ``event: fleet`` whose data says whether Redis could be read (``{"scope": "fleet",
+  "connected": true, "node": ..., "nodes": <live nodes>}``); when it cannot (``"connected":
+  false`` and an ``"error"``), the tick carries this node's own messages instead. Without a
+  fleet: 404 saying so. ``?scope=local`` (the default) is this node's stream; any other scope is
+  a 400.
 * ``/metrics``: Prometheus text (OpenMetrics if the ``Accept`` header asks), when
   prometheus_client is installed (the ``prometheus`` extra); 404 otherwise.
-* ``/`` (and ``/index.html``): the dashboard page, when ``actors.dashboard`` is installed.
+* ``/`` (and ``/index.html``): the dashboard page, when ``actors.dashboard`` is installed. With
+  a fleet, the page is told this node's name and offers the fleet scope.
 
 Mounted under a prefix (WSGI's ``SCRIPT_NAME``, ASGI's ``root_path``), the routes are under it:
 ``/hystrix/``, ``/hystrix/hystrix.stream``, ``/hystrix/metrics``. The bare mount point
 (``/hystrix``) redirects to ``hystrix/``, where the page's relative URLs resolve under the prefix.
 
 Each stream reads ``registry.all_metrics()`` once per tick and holds no lock between ticks. A
-registry that is shut down ends its streams.
+registry that is shut down ends its streams. A fleet-wide tick also reads Redis, on the same
+thread (a WSGI connection's own, an ASGI app's worker thread: never the event loop), within the
+fleet's short timeouts; one ``FleetReader`` per app serves all its fleet-wide streams, so Redis
+sees at most one read per ``actors.fleet.view.FRESH`` seconds whatever the number of streams.
 """
 
 from __future__ import annotations
@@ -32,7 +44,7 @@ import http
 import importlib
 import socket
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
 from socketserver import ThreadingMixIn
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -40,12 +52,15 @@ from urllib.parse import parse_qs, quote
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from supervision.checks import check_int, check_number, show
+from supervision.snapshot import CommandMetrics
 
 from .log import logger
-from .stream import PING, MetricsSource, batch, snapshots
+from .stream import PING, MetricsSource, batch, snapshots, sse_event
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
+
+    from .fleet.view import FleetReader
 
 __all__ = [
     "MAX_DELAY_MS",
@@ -61,6 +76,9 @@ __all__ = [
 #: The range ``?delay=`` accepts, in milliseconds.
 MIN_DELAY_MS = 10
 MAX_DELAY_MS = 60_000
+
+#: The ``?scope=`` values: this node's stream, or the fleet's sums.
+SCOPES = ("local", "fleet")
 
 STREAM_PATH = "/hystrix.stream"
 METRICS_PATH = "/metrics"
@@ -94,9 +112,10 @@ class _Response:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Stream:
-    """The stream, one tick every ``interval`` seconds."""
+    """The stream, one tick every ``interval`` seconds, of this node or of the fleet."""
 
     interval: float
+    scope: str = "local"
 
 
 def _text(status: int, message: str, *headers: tuple[str, str]) -> _Response:
@@ -118,6 +137,7 @@ class _Endpoints:
         self._streams = 0
         self._closed = threading.Event()
         self._prometheus: CollectorRegistry | None = None
+        self._reader: FleetReader | None = None
 
     @property
     def streams(self) -> int:
@@ -128,6 +148,10 @@ class _Endpoints:
         """End the open streams (WSGI ones at once, ASGI ones at their next tick) and refuse new
         ones (503)."""
         self._closed.set()
+        with self._lock:
+            reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
 
     # -- routing -------------------------------------------------------------------------------
 
@@ -149,21 +173,91 @@ class _Endpoints:
         return self._dashboard(path)
 
     def _stream(self, query: str) -> _Response | _Stream:
-        delays = parse_qs(query, keep_blank_values=True).get("delay")
-        if not delays:
-            return _Stream(self.interval)
-        delay = delays[-1]
-        try:
-            ms = int(delay)
-        except ValueError:
-            ms = -1
-        if not MIN_DELAY_MS <= ms <= MAX_DELAY_MS:
+        parameters = parse_qs(query, keep_blank_values=True)
+        scope = parameters.get("scope", ["local"])[-1]
+        if scope not in SCOPES:
+            return _text(400, f"scope must be 'local' or 'fleet', got {show(scope)}")
+        interval = self.interval
+        delays = parameters.get("delay")
+        if delays:
+            delay = delays[-1]
+            try:
+                ms = int(delay)
+            except ValueError:
+                ms = -1
+            if not MIN_DELAY_MS <= ms <= MAX_DELAY_MS:
+                return _text(
+                    400,
+                    f"delay must be a whole number of milliseconds between {MIN_DELAY_MS} and "
+                    f"{MAX_DELAY_MS}, got {show(delay)}",
+                )
+            interval = ms / 1000
+        if scope == "fleet":
+            refused = self._without_fleet_view()
+            if refused is not None:
+                return refused
+        return _Stream(interval, scope)
+
+    # -- the fleet -----------------------------------------------------------------------------
+
+    def _fleet(self) -> Any:
+        """The registry's fleet (None without one); reading it starts no registry but the
+        default one, which the stream would start anyway."""
+        source: Any = self.registry
+        if source is None:
+            from .registry import CommandRegistry  # noqa: PLC0415 - the registry imports the actors
+
+            source = CommandRegistry.default()
+        return getattr(source, "fleet", None)
+
+    def _without_fleet_view(self) -> _Response | None:
+        """Why there is no fleet-wide stream here (a 404), or None when there is one."""
+        fleet = self._fleet()
+        if fleet is None:
             return _text(
-                400,
-                f"delay must be a whole number of milliseconds between {MIN_DELAY_MS} and "
-                f"{MAX_DELAY_MS}, got {show(delay)}",
+                404,
+                "no fleet: this registry shares no circuits, so there is no fleet-wide stream"
+                " (CommandRegistry(fleet=RedisFleet(...)) joins one); this node's stream is"
+                " hystrix.stream",
             )
-        return _Stream(ms / 1000)
+        if not callable(getattr(fleet, "new_store", None)):
+            return _text(404, f"this registry's fleet offers no fleet-wide stream: {show(fleet)}")
+        module = _optional("actors.fleet.view")
+        if isinstance(module, ImportError):
+            return _text(
+                404,
+                "the fleet-wide stream needs redis-py "
+                f"(pip install 'hystrix-actors[redis]'): {module}",
+            )
+        return None
+
+    def _fleet_reader(self, fleet: Any) -> FleetReader | None:
+        """The app's reader of ``fleet``'s snapshots (made at the first fleet-wide tick)."""
+        module = _optional("actors.fleet.view")
+        if isinstance(module, ImportError) or not callable(getattr(fleet, "new_store", None)):
+            return None
+        with self._lock:
+            if self._closed.is_set():
+                return None
+            reader, old = self._reader, None
+            if reader is None or reader.fleet is not fleet:  # the default registry was reset
+                old, reader = reader, module.FleetReader(fleet)
+                self._reader = reader
+        if old is not None:
+            old.close()
+        return reader
+
+    def _fleet_tick(self, metrics: Sequence[CommandMetrics]) -> bytes:
+        """A fleet-wide tick (``actors.fleet.view.fleet_events``); this node's messages if the
+        registry has no fleet any more (the default one was replaced)."""
+        fleet = self._fleet()
+        reader = None if fleet is None else self._fleet_reader(fleet)
+        if reader is None:
+            status = {"scope": "fleet", "node": None, "connected": False, "error": "no fleet"}
+            return sse_event(status, "fleet") + batch(metrics)
+        from .fleet.view import fleet_events  # noqa: PLC0415 - the redis extra, imported already
+
+        return fleet_events(reader, metrics)
 
     def _metrics(self, accept: str) -> _Response:
         module = _optional("actors.prometheus")
@@ -187,7 +281,9 @@ class _Endpoints:
                 )
             return _text(404, f"not found: {path}")
         if path in PAGE_PATHS:
-            return _Response(200, bytes(module.page()), "text/html; charset=utf-8")
+            fleet = self._fleet()
+            node = getattr(fleet, "node", None) if self._without_fleet_view() is None else None
+            return _Response(200, bytes(module.page(fleet=node)), "text/html; charset=utf-8")
         return _text(404, f"not found: {path}")
 
     # -- streams -------------------------------------------------------------------------------
@@ -215,7 +311,7 @@ class _Endpoints:
             streams = self._streams
         logger.debug("stream.closed", streams=streams)
 
-    def tick(self) -> bytes | None:
+    def tick(self, scope: str = "local") -> bytes | None:
         """One batch and a ping; None when the stream should end."""
         if self._closed.is_set():
             return None
@@ -224,6 +320,8 @@ class _Endpoints:
         except Exception as error:  # a shut-down registry, or a bug: end this stream
             logger.warning("stream.ended", error=repr(error))
             return None
+        if scope == "fleet":
+            return self._fleet_tick(metrics) + PING
         return batch(metrics) + PING
 
     def wait(self, interval: float) -> bool:
@@ -254,9 +352,10 @@ def _optional(name: str) -> ModuleType | ImportError:
 class _WsgiStream:
     """The stream's body for WSGI: one tick per item; ``close()`` frees the connection slot."""
 
-    def __init__(self, endpoints: _Endpoints, interval: float) -> None:
+    def __init__(self, endpoints: _Endpoints, interval: float, scope: str = "local") -> None:
         self._endpoints = endpoints
         self._interval = interval
+        self._scope = scope
         self._started = False
         self._open = True
 
@@ -267,7 +366,7 @@ class _WsgiStream:
         if self._open and self._started and self._endpoints.wait(self._interval):
             self.close()
         self._started = True
-        chunk = self._endpoints.tick() if self._open else None
+        chunk = self._endpoints.tick(self._scope) if self._open else None
         if chunk is None:
             self.close()
             raise StopIteration
@@ -296,7 +395,7 @@ class WsgiApp(_Endpoints):
             refused = self.open_stream()
             if refused is None:
                 start_response(_status(200), list(_STREAM_HEADERS))
-                return _WsgiStream(self, response.interval)
+                return _WsgiStream(self, response.interval, response.scope)
             response = refused
         start_response(_status(response.status), response.header_list())
         return [response.body]
@@ -329,8 +428,8 @@ class AsgiApp(_Endpoints):
     A stream ends when the client disconnects (``http.disconnect``), when the registry is shut
     down, or at its next tick after ``close()`` (also called on the lifespan's shutdown, which a
     framework the app is mounted in does not pass on; uvicorn sends it only once its open
-    connections are done, see ``--timeout-graceful-shutdown``). ``all_metrics()`` runs on a
-    worker thread, never on the event loop.
+    connections are done, see ``--timeout-graceful-shutdown``). ``all_metrics()`` (and a
+    fleet-wide tick's Redis reads) runs on a worker thread, never on the event loop.
     """
 
     async def __call__(self, scope: AsgiMessage, receive: AsgiReceive, send: AsgiSend) -> None:
@@ -352,7 +451,7 @@ class AsgiApp(_Endpoints):
             refused = self.open_stream()
             if refused is None:
                 try:
-                    await self._stream_to(receive, send, response.interval)
+                    await self._stream_to(receive, send, response)
                 finally:
                     self.close_stream()
                 return
@@ -366,20 +465,20 @@ class AsgiApp(_Endpoints):
         )
         await send({"type": "http.response.body", "body": response.body})
 
-    async def _stream_to(self, receive: AsgiReceive, send: AsgiSend, interval: float) -> None:
+    async def _stream_to(self, receive: AsgiReceive, send: AsgiSend, stream: _Stream) -> None:
         await send(
             {"type": "http.response.start", "status": 200, "headers": _encode(_STREAM_HEADERS)}
         )
         gone = asyncio.ensure_future(_disconnected(receive))
         try:
             while True:
-                chunk = await asyncio.to_thread(self.tick)
+                chunk = await asyncio.to_thread(self.tick, stream.scope)
                 if gone.done():
                     return
                 if chunk is None:
                     break
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                done, _ = await asyncio.wait({gone}, timeout=interval)
+                done, _ = await asyncio.wait({gone}, timeout=stream.interval)
                 if done:
                     return
             await send({"type": "http.response.body", "body": b"", "more_body": False})

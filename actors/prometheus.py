@@ -23,12 +23,30 @@ Every metric has the label ``command`` (the key) and one prefix (``hystrix`` by 
 * ``hystrix_pool_workers``, ``hystrix_pool_active_workers``, ``hystrix_pool_max_workers``:
   gauges; ``hystrix_pool_completed_total``: counter.
 * ``hystrix_command_info{group,thread_pool}``: 1, to join the group onto other metrics.
+
+With a fleet (``CommandRegistry(fleet=RedisFleet(...))``), the fleet's circuits as this node last
+read them from Redis (its last flush: nothing is read at scrape time), labelled ``node`` (this
+node's name in the fleet, so the fleet's nodes' series never collide):
+
+* ``hystrix_fleet_connected{node}`` (no ``command``): 1 while this node reaches the fleet's
+  Redis, 0 while it cannot (or before its first try);
+* ``hystrix_fleet_nodes{command,node}``: the nodes that reported the key within its rolling
+  window (this one included);
+* ``hystrix_fleet_circuit_state{command,node,state}``: 1 for the fleet circuit's state, 0 else;
+* ``hystrix_fleet_error_ratio{command,node}``: errors / requests in the fleet's summed window
+  (0-1, like ``hystrix_error_ratio``);
+* ``hystrix_fleet_probe_holder{command,node}``: 1 while this node holds the fleet's half-open
+  probe for the key, 0 else.
+
+A key that takes no part in the fleet (``FleetPolicy(mode="off")``), or has not exchanged with it
+yet, has no ``hystrix_fleet_*`` series.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -39,11 +57,11 @@ from prometheus_client.core import (
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
-from supervision import CircuitState, EventType
+from supervision import CircuitState, EventType, FleetView
 from supervision.checks import show
 from supervision.snapshot import PERCENTILES, CommandMetrics, Latency
 
-from .stream import MetricsSource, snapshots
+from .stream import MetricsSource
 
 __all__ = ["HystrixCollector", "collector_registry", "exposition", "register_metrics"]
 
@@ -191,6 +209,67 @@ class _Families:
         self.durations[kind].add_metric([key], buckets, lifetime.sum)
 
 
+class _FleetFamilies:
+    """One scrape's ``<prefix>_fleet_*`` families: this node's view of the fleet's circuits."""
+
+    def __init__(self, prefix: str) -> None:
+        p = prefix
+        self.connected = GaugeMetricFamily(
+            f"{p}_fleet_connected",
+            "1 while this node reaches the fleet's Redis, else 0.",
+            labels=["node"],
+        )
+        self.nodes = GaugeMetricFamily(
+            f"{p}_fleet_nodes",
+            "Nodes that reported the key to the fleet within its rolling window.",
+            labels=["command", "node"],
+        )
+        self.state = GaugeMetricFamily(
+            f"{p}_fleet_circuit_state",
+            "1 for the fleet circuit's current state, 0 for the others.",
+            labels=["command", "node", "state"],
+        )
+        self.error_ratio = GaugeMetricFamily(
+            f"{p}_fleet_error_ratio",
+            "Errors / requests in the fleet's summed rolling window.",
+            labels=["command", "node"],
+        )
+        self.probe_holder = GaugeMetricFamily(
+            f"{p}_fleet_probe_holder",
+            "1 while this node holds the fleet's half-open probe for the key, else 0.",
+            labels=["command", "node"],
+        )
+
+    def all(self) -> list[Metric]:
+        return [value for value in vars(self).values() if isinstance(value, Metric)]
+
+    def add(self, node: str, key: str, view: FleetView) -> None:
+        self.nodes.add_metric([key, node], view.nodes)
+        for state in CircuitState:
+            self.state.add_metric([key, node, state.value], 1 if view.state is state else 0)
+        self.error_ratio.add_metric([key, node], view.error_percent / 100)
+        self.probe_holder.add_metric([key, node], 1 if view.probe_holder == node else 0)
+
+
+def _resolved(source: MetricsSource | None) -> MetricsSource:
+    if source is None:
+        from .registry import CommandRegistry  # noqa: PLC0415 - the registry imports the actors
+
+        return CommandRegistry.default()
+    return source
+
+
+def _fleet_of(source: object) -> Any:
+    """The source's fleet, when it has one and names its node (a ``CommandRegistry``'s)."""
+    fleet = getattr(source, "fleet", None)
+    return fleet if isinstance(getattr(fleet, "node", None), str) else None
+
+
+def _fleet_view(source: Any, key: str) -> FleetView | None:
+    view = getattr(source.health(key), "fleet", None)
+    return view if isinstance(view, FleetView) else None
+
+
 class HystrixCollector(Collector):
     """Reads ``source.all_metrics()`` at scrape time (None: the default registry)."""
 
@@ -205,14 +284,32 @@ class HystrixCollector(Collector):
         self._prefix = prefix
 
     def describe(self) -> Iterable[Metric]:
-        """The families without samples: registering reads no metrics (nor starts a registry)."""
-        return _Families(self._prefix).all()
+        """The families without samples: registering reads no metrics (nor starts a registry).
+        The fleet's are among them when the source given has a fleet."""
+        families = _Families(self._prefix).all()
+        if self._source is not None and _fleet_of(self._source) is not None:
+            families += _FleetFamilies(self._prefix).all()
+        return families
 
     def collect(self) -> Iterator[Metric]:
+        source = _resolved(self._source)
         families = _Families(self._prefix)
-        for m in snapshots(self._source):
+        metrics = source.all_metrics()
+        for m in metrics:
             families.add(m)
         yield from families.all()
+        fleet = _fleet_of(source)
+        if fleet is None:
+            return
+        node: str = fleet.node
+        fleet_families = _FleetFamilies(self._prefix)
+        connected = getattr(fleet, "connected", None) is True
+        fleet_families.connected.add_metric([node], 1 if connected else 0)
+        for m in metrics:
+            view = _fleet_view(source, m.key)
+            if view is not None:
+                fleet_families.add(node, m.key, view)
+        yield from fleet_families.all()
 
 
 def register_metrics(

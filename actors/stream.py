@@ -5,7 +5,9 @@ Pure functions, no I/O. Each key gives one ``HystrixCommand`` message and one
 dashboard reads is filled from what the key really did: nothing is hard-coded to 0 except the
 counts of features we do not have (emits, request collapsing, the request cache), which are 0 in
 truth. Times are integer milliseconds, as Hystrix sends them; numeric fields are summable, so
-Turbine can add hosts up (``reportingHosts`` is 1 per process).
+Turbine can add hosts up (``reportingHosts`` is 1 per process). The fleet-wide stream
+(``/hystrix.stream?scope=fleet``, ``actors.fleet.view``) adds a fleet's nodes up the same way:
+``COMMAND_SUMS``, ``LATENCIES`` and ``POOL_SUMS`` name the fields it sums.
 
 Beyond Hystrix's fields, a command message carries ``circuitState`` ("closed", "open",
 "half_open": Hystrix's ``isCircuitBreakerOpen`` cannot say half-open), ``status`` ("up",
@@ -22,7 +24,10 @@ from supervision import CircuitState, EventType
 from supervision.snapshot import PERCENTILES, CommandMetrics, Latency
 
 __all__ = [
+    "COMMAND_SUMS",
+    "LATENCIES",
     "PING",
+    "POOL_SUMS",
     "ROLLING_COUNTS",
     "MetricsSource",
     "batch",
@@ -68,6 +73,40 @@ ROLLING_COUNTS: Mapping[str, EventType] = {
     "rollingCountThreadPoolRejected": EventType.THREAD_POOL_REJECTED,
     "rollingCountTimeout": EventType.TIMEOUT,
 }
+
+
+#: A command message's per-host figures: counts, concurrency, mean latencies. Turbine sums them
+#: across hosts, and so does the fleet-wide stream (``actors.fleet.view``).
+COMMAND_SUMS: tuple[str, ...] = (
+    "errorCount",
+    "requestCount",
+    *ROLLING_COUNTS,
+    "rollingCountEmit",
+    "rollingCountFallbackEmit",
+    "currentConcurrentExecutionCount",
+    "rollingMaxConcurrentExecutionCount",
+    "latencyExecute_mean",
+    "latencyTotal_mean",
+    "zombieCount",
+)
+
+#: A command message's latency objects (percentile -> ms), summed percentile by percentile.
+LATENCIES: tuple[str, ...] = ("latencyExecute", "latencyTotal")
+
+#: A pool message's per-host figures, summed across hosts.
+POOL_SUMS: tuple[str, ...] = (
+    "currentActiveCount",
+    "currentCompletedTaskCount",
+    "currentCorePoolSize",
+    "currentLargestPoolSize",
+    "currentMaximumPoolSize",
+    "currentPoolSize",
+    "currentQueueSize",
+    "currentTaskCount",
+    "rollingCountThreadsExecuted",
+    "rollingMaxActiveThreads",
+    "rollingCountCommandRejections",
+)
 
 
 def _ms(seconds: float) -> int:
@@ -178,9 +217,11 @@ def pool_message(m: CommandMetrics) -> dict[str, Any]:
     }
 
 
-def sse_event(message: Mapping[str, Any]) -> bytes:
-    """One server-sent event: ``data: <json>`` and a blank line."""
-    return b"data: " + json.dumps(message, separators=(",", ":")).encode() + b"\n\n"
+def sse_event(message: Mapping[str, Any], event: str | None = None) -> bytes:
+    """One server-sent event: ``data: <json>`` and a blank line; with ``event``, a named event
+    (``event: <name>`` first), which ``EventSource.onmessage`` and the Hystrix Dashboard skip."""
+    data = b"data: " + json.dumps(message, separators=(",", ":")).encode() + b"\n\n"
+    return data if event is None else b"event: " + event.encode() + b"\n" + data
 
 
 def batch(metrics: Iterable[CommandMetrics]) -> bytes:

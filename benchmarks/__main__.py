@@ -13,7 +13,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="Measure hystrix-actors against a bare pykka ask and a hand-rolled "
-        "ThreadPoolExecutor + pybreaker equivalent; print the table and write it as Markdown.",
+        "ThreadPoolExecutor + pybreaker equivalent, and fleet-wide circuits against a"
+        " redis-server it starts itself (skipped, saying so, without redis-server on PATH;"
+        " that section alone: python -m benchmarks.fleet); print the tables and write them"
+        " as Markdown.",
     )
     parser.add_argument("--quick", action="store_true", help="a short run (about 10 s)")
     parser.add_argument(

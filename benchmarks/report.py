@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .cells import Target, targets_cell, us, x
@@ -163,8 +163,9 @@ def render(
     throughputs: Mapping[str, Throughput],
     overload: Overload,
     pipelines: PipelineFigures,
+    fleet: Sequence[str] = (),
 ) -> str:
-    """The whole report as Markdown."""
+    """The whole report as Markdown; ``fleet``: the fleet section's lines (``benchmarks.fleet``)."""
     lines = [
         "# Performance",
         "",
@@ -217,6 +218,7 @@ def render(
             switch_interval_ms=info.switch_interval_ms,
         ),
         "",
+        *([*fleet, ""] if fleet else []),
         "## Notes",
         "",
         f"- {info.pybreaker_note}",

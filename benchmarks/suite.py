@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pykka
@@ -24,6 +24,8 @@ from actors import CommandRegistry, EventType, Reply
 from actors.pipeline import Pipeline, Stage
 from supervision.metrics import MAX_ACTIVE, MAX_IN_FLIGHT
 
+from .fleet import fleet_report
+from .fleet_plan import FleetPlan
 from .latency import Case, Latency, measure_latencies, percentile, timer_overhead_ns
 from .overload import Load, Overload, measure_overload
 from .overload_report import (
@@ -106,6 +108,8 @@ class Plan:
     overload_seconds: float = 1.0
     overload_solo_seconds: float = 0.25
     overload_warmup_seconds: float = 0.25
+    #: Fleet-wide circuits against a redis-server of the benchmark's own (``benchmarks.fleet``).
+    fleet: FleetPlan = field(default_factory=FleetPlan.full)
 
     @classmethod
     def full(cls) -> Plan:
@@ -135,6 +139,7 @@ class Plan:
             overload_seconds=0.3,
             overload_solo_seconds=0.1,
             overload_warmup_seconds=0.1,
+            fleet=FleetPlan.quick(),
         )
 
 
@@ -422,6 +427,8 @@ def run(plan: Plan) -> str:
         measured = _measure(plan)
     with _quiet_structlog(drop_command=QuietOverloadedCommand.key):
         overload = _measure_overload(plan)
+    with _default_logging():
+        fleet = fleet_report(plan.fleet)
     pybreaker_note = describe_pybreaker()
     leftover = _join_leftover_threads(5.0)
     if leftover:
@@ -472,4 +479,4 @@ def run(plan: Plan) -> str:
             f" {plan.warmup} warm-up calls per path, garbage collector off during the rounds"
         ),
     )
-    return render(info, measured.latencies, measured.throughputs, overload, pipelines)
+    return render(info, measured.latencies, measured.throughputs, overload, pipelines, fleet)

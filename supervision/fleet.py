@@ -192,9 +192,18 @@ class FleetTally:
         self._sent: dict[int, tuple[int, int]] = {}
 
     def take(self, window: RollingCounts) -> list[Delta]:
-        if window is not self._window or window.resets != self._resets:
+        if window is not self._window:
+            if self._window is not None and window.resets == self._resets:
+                # resized (configure): the counts carried over were sent already
+                self._seen = {b: (r, e) for b, r, e in window.bucket_health()}
+            else:
+                self._seen = {}
             self._window, self._resets = window, window.resets
+        elif window.resets != self._resets:
+            # the breaker restarted its window (a close): what was not sent is void too
+            self._resets = window.resets
             self._seen = {}
+            self._pending = {}
         now = window.now()
         width = window.bucket_width
         oldest = math.floor(now / width) - window.bucket_count + 1

@@ -147,6 +147,7 @@ class FleetActor(pykka.ThreadingActor):
             if now >= seat.next_snapshot:
                 seat.next_snapshot = now + fleet.snapshot_interval
                 snapshot = _snapshot(port)
+                self._unlisted.append(port.key)  # Redis may have restarted empty unnoticed
             config = port.config
             counts = ";".join(f"{round(age * 1000)}:{r}:{e}" for age, r, e in deltas)
             args = (

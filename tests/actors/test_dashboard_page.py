@@ -4,6 +4,7 @@ the stream, relative to itself. (Its behaviour in a browser: ``tests/browser``.)
 from __future__ import annotations
 
 import html.parser
+import json
 import re
 
 import actors.dashboard
@@ -15,11 +16,13 @@ class Tags(html.parser.HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.attributes: list[tuple[str, str, str | None]] = []
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
         self.scripts: list[str] = []
         self._in_script = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.attributes += [(tag, name, value) for name, value in attrs]
+        self.tags.append((tag, dict(attrs)))
         self._in_script = tag == "script"
 
     def handle_endtag(self, tag: str) -> None:
@@ -54,11 +57,39 @@ def test_the_page_loads_no_script_style_font_or_image_from_anywhere() -> None:
 
 
 def test_the_page_opens_the_stream_relative_to_itself() -> None:
+    """This node's stream, or the fleet's: both relative to the page."""
     script = "".join(parsed().scripts)
 
-    assert re.findall(r"new EventSource\((.*?)\)", script) == ['"hystrix.stream"']
+    assert re.findall(r"new EventSource\((.*?)\)", script) == ["STREAMS[scope]"]
+    streams = re.search(r"const STREAMS = (\{.*?\});", script)
+    assert streams is not None
+    assert json.loads(re.sub(r"(\w+):", r'"\1":', streams.group(1))) == {
+        "local": "hystrix.stream",
+        "fleet": "hystrix.stream?scope=fleet",
+    }
     assert "fetch(" not in script
     assert "XMLHttpRequest" not in script
+
+
+def fleet_meta(page: bytes) -> list[str | None]:
+    """The content of every ``<meta name="hystrix-fleet">``."""
+    tags = Tags()
+    tags.feed(page.decode("utf-8"))
+    metas = [attributes for tag, attributes in tags.tags if tag == "meta"]
+    return [meta.get("content") for meta in metas if meta.get("name") == "hystrix-fleet"]
+
+
+def test_without_a_fleet_the_page_names_no_node() -> None:
+    assert fleet_meta(actors.dashboard.page()) == [""]
+    assert actors.dashboard.page(fleet=None) == actors.dashboard.page()
+
+
+def test_with_a_fleet_the_page_carries_this_node_s_name_escaped() -> None:
+    assert fleet_meta(actors.dashboard.page(fleet="pod-7")) == ["pod-7"]
+    hostile = actors.dashboard.page(fleet='a"><script>alert(1)</script>')
+
+    assert fleet_meta(hostile) == ['a"><script>alert(1)</script>']  # an attribute's text only
+    assert hostile.count(b"<script>") == actors.dashboard.page().count(b"<script>")
 
 
 def test_every_tile_offers_the_hooks_the_browser_tests_read() -> None:
@@ -85,4 +116,7 @@ def test_every_tile_offers_the_hooks_the_browser_tests_read() -> None:
         "rate-executed",
         "completed",
         "connection",
+        "hosts",
+        "scope",
+        "fleet",
     } <= fields

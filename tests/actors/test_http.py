@@ -611,6 +611,65 @@ def test_bad_requests_get_a_clear_answer(
     assert source.reads == 0
 
 
+@pytest.mark.parametrize(("make", "call"), APPS)
+@pytest.mark.parametrize("query", ["scope=nodes", "scope=", "scope=FLEET"])
+def test_a_stream_scope_other_than_local_or_fleet_is_refused(
+    make: Any, call: Any, query: str
+) -> None:
+    source = Source()
+    response = call(make(source), "/hystrix.stream", query)
+
+    scope = query.partition("=")[2]
+    assert response.status == 400
+    assert response.body == f"scope must be 'local' or 'fleet', got {scope!r}\n".encode()
+    assert source.reads == 0
+
+
+@pytest.mark.parametrize(("make", "call"), APPS)
+def test_without_a_fleet_the_fleet_stream_is_not_found_and_says_why(make: Any, call: Any) -> None:
+    source = Source(sample("a"))
+    response = call(make(source), "/hystrix.stream", "scope=fleet")
+
+    assert response.status == 404
+    assert response.body.startswith(b"no fleet: this registry shares no circuits")
+    assert b"CommandRegistry(fleet=RedisFleet(...))" in response.body
+    assert source.reads == 0
+
+
+class Elsewhere:
+    """A fleet (the registry's protocol) with no fleet-wide view to read."""
+
+    node = "n1"
+
+    def attach(self, host: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@pytest.mark.parametrize(("make", "call"), APPS)
+def test_a_fleet_without_a_view_has_no_fleet_stream_nor_toggle(make: Any, call: Any) -> None:
+    source = Source(sample("a"))
+    source.fleet = Elsewhere()  # type: ignore[attr-defined]
+    app = make(source)
+
+    stream = call(app, "/hystrix.stream", "scope=fleet")
+    page = call(app, "/")
+
+    assert stream.status == 404
+    assert stream.body.startswith(b"this registry's fleet offers no fleet-wide stream")
+    assert page.body == actors.dashboard.page()
+
+
+def test_a_local_stream_sends_no_fleet_event() -> None:
+    app = wsgi_app(Source(sample("a")))
+
+    chunk = app.tick()
+
+    assert chunk is not None
+    assert b"event:" not in chunk
+    assert chunk == app.tick("local")
+
+
 MOUNTED = [
     pytest.param(wsgi_app, call_wsgi, id="wsgi"),
     pytest.param(asgi_app, call_asgi, id="asgi"),

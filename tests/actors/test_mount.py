@@ -143,8 +143,10 @@ def first_message(response: httpx.Response) -> dict[str, Any]:
 
 
 def stream_url(page_url: str, page: str) -> str:
-    """Where the page opens its stream from ``page_url``, as a browser resolves it."""
-    (source,) = re.findall(r'new EventSource\("([^"]+)"\)', page)
+    """Where the page opens its stream (this node's) from ``page_url``, as a browser resolves
+    it: the page opens ``STREAMS[scope]``."""
+    assert "new EventSource(STREAMS[scope])" in page
+    (source,) = re.findall(r'const STREAMS = \{ local: "([^"]+)", fleet: "[^"]+" \}', page)
     return urllib.parse.urljoin(page_url, source)
 
 

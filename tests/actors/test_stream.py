@@ -10,7 +10,9 @@ from sample_metrics import COUNTS, TIME, Source, sample
 
 from actors import CommandRegistry
 from actors.stream import (
+    COMMAND_SUMS,
     PING,
+    POOL_SUMS,
     ROLLING_COUNTS,
     batch,
     command_message,
@@ -18,6 +20,7 @@ from actors.stream import (
     snapshots,
     sse_event,
 )
+from actors.stream import LATENCIES as SUMMED_LATENCIES
 from supervision import CircuitState, EventType
 from supervision.snapshot import PERCENTILES, Latency
 
@@ -291,6 +294,40 @@ def test_an_event_is_one_data_line_of_json_and_a_blank_line() -> None:
     assert event.endswith(b"\n\n")
     assert event.count(b"\n") == 2
     assert json.loads(event[len(b"data: ") :]) == message
+
+
+def test_a_named_event_says_its_name_first() -> None:
+    event = sse_event({"connected": True}, "fleet")
+
+    assert event == b'event: fleet\ndata: {"connected":true}\n\n'
+
+
+#: Numeric fields that are no per-host figure: a time, a ratio, the host count.
+NOT_SUMMED = {"currentTime", "errorPercentage", "reportingHosts"}
+
+
+def test_the_summed_fields_are_every_per_host_figure_of_a_command_message() -> None:
+    """The fleet-wide stream sums COMMAND_SUMS and LATENCIES: a new figure must join them."""
+    message = command_message(sample())
+
+    numeric = {
+        field
+        for field, value in message.items()
+        if kind(value) in ("int", "float", "dict") and not field.startswith("propertyValue_")
+    }
+    assert numeric - NOT_SUMMED == {*COMMAND_SUMS, *SUMMED_LATENCIES}
+    assert len(COMMAND_SUMS) == len(set(COMMAND_SUMS))
+
+
+def test_the_summed_fields_are_every_per_host_figure_of_a_pool_message() -> None:
+    message = pool_message(sample())
+
+    numeric = {
+        field
+        for field, value in message.items()
+        if kind(value) in ("int", "float") and not field.startswith("propertyValue_")
+    }
+    assert numeric - NOT_SUMMED == set(POOL_SUMS)
 
 
 def test_the_ping_is_an_sse_comment_line() -> None:

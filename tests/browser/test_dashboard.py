@@ -202,6 +202,73 @@ def test_the_page_fetches_only_itself_and_the_stream_from_its_own_server(
     assert sorted(set(page_log.urls)) == [served, served + "hystrix.stream"]
 
 
+# -- the fleet ---------------------------------------------------------------------------------
+
+FLEET_WITHIN_MS = 5000  # a node's snapshot reaches Redis within 0.2 s, the page at its next tick
+
+
+def test_with_a_fleet_the_toggle_switches_to_the_fleet_s_sums_and_shows_its_hosts(
+    page: Page, page_log: Any
+) -> None:
+    """Two registries (nodes "node-a" and "node-b") share a real Redis; the page is node-a's."""
+    from redis_servers import RedisServer  # noqa: PLC0415 - skips (or fails) without redis-server
+
+    from actors.fleet import RedisFleet  # noqa: PLC0415 - the redis extra
+
+    with RedisServer() as redis_server, contextlib.ExitStack() as stack:
+        registries = []
+        for node in ("node-a", "node-b"):
+            fleet = RedisFleet(
+                redis_server.url,
+                namespace="jira",
+                node=node,
+                publish_interval=0.05,
+                snapshot_interval=0.2,
+            )
+            registry = CommandRegistry(fleet=fleet)
+            stack.callback(registry.shutdown)
+            registry.register(GetAllIssues, Dependency())
+            registries.append(registry)
+        assert ask(registries[0], 2) == ["issues"] * 2
+        assert ask(registries[1], 3) == ["issues"] * 3
+        server, thread = start_http_server(0, registry=registries[0], interval=0.5)
+        stack.callback(thread.join, 5.0)
+        stack.callback(server.shutdown)
+        served = f"http://127.0.0.1:{server.server_port}/"
+
+        page.goto(served)
+        expect(page.locator('header [data-field="scope"]')).to_be_visible()
+        expect(page.locator('[data-scope="local"]')).to_have_text("this node (node-a)")
+        expect(shown(page, "request-rate")).to_have_text("0.2", timeout=WITHIN_MS)  # 2 in 10 s
+        expect(shown(page, "hosts")).to_have_text("")
+
+        page.locator('[data-scope="fleet"]').click()
+        expect(shown(page, "hosts")).to_have_text("2 hosts", timeout=FLEET_WITHIN_MS)
+        expect(shown(page, "request-rate")).to_have_text("0.5")  # 5 in the fleet's 10 s
+        expect(page.locator('header [data-field="fleet"]')).to_have_text("fleet: 2 nodes reporting")
+        pool = page.locator(f'[data-pool="{KEY}"]')
+        expect(pool.locator('[data-field="hosts"]')).to_have_text("2 hosts")
+        expect(page.locator('[data-scope="fleet"]')).to_have_attribute("aria-pressed", "true")
+        assert page.url == served + "?scope=fleet"
+
+        page.locator('[data-scope="local"]').click()
+        expect(shown(page, "request-rate")).to_have_text("0.2", timeout=WITHIN_MS)
+        expect(shown(page, "hosts")).to_have_text("")
+        assert page.url == served
+
+        page.goto(served + "?scope=fleet")  # a link to the fleet's view opens on it
+        expect(shown(page, "hosts")).to_have_text("2 hosts", timeout=FLEET_WITHIN_MS)
+
+    assert page_log.remote() == []
+    assert page_log.errors == []
+    assert set(page_log.urls) == {
+        served,
+        served + "hystrix.stream",
+        served + "?scope=fleet",
+        served + "hystrix.stream?scope=fleet",
+    }
+
+
 # -- the demo's picture --------------------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parents[2]

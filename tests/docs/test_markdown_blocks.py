@@ -147,7 +147,7 @@ def test_a_misplaced_or_incomplete_directive_is_an_error(tmp_path: Path, text: s
         ("python examples/nowhere.py", ["no script 'examples/nowhere.py'"]),
         ("pip install hystrix-actors", []),
         ("pip install 'hystrix-actors[prometheus,docs]'", []),
-        ("pip install 'hystrix_actors[redis]'", ["hystrix-actors has no extra 'redis'"]),
+        ("pip install 'hystrix_actors[mongo]'", ["hystrix-actors has no extra 'mongo'"]),
         ("pip install 'supervision[whatever]'", []),
         ("rm -rf /", []),
     ],

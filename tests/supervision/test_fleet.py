@@ -383,3 +383,28 @@ def test_a_state_older_than_one_followed_is_stale_even_after_a_close(clock: Fake
     assert follow(cb, FleetState(OPEN, 10), "me") == ()  # a flush's reply read before the close
     assert cb.state is CLOSED
     assert [m.to_state for m in follow(cb, FleetState(OPEN, 12), "me")] == [OPEN]
+
+
+def test_counts_put_back_are_void_once_the_breaker_restarts_its_window(clock: FakeClock) -> None:
+    window = RollingCounts(10.0, 10, clock)
+    tally = FleetTally()
+    window.add(F, 20)
+    tally.take(window)
+    tally.put_back()  # Redis was down
+    window.reset()  # the node's probe closed its circuit
+    window.add(S, 1)
+
+    assert tally.take(window) == [(0.0, 1, 0)]
+
+
+def test_a_resized_window_does_not_send_its_counts_twice(clock: FakeClock) -> None:
+    window = RollingCounts(10.0, 10, clock)
+    tally = FleetTally()
+    window.add(S, 30)
+    tally.take(window)
+
+    resized = window.resized(20.0, 20)
+
+    assert tally.take(resized) == []  # what was carried over is not sent again
+    resized.add(F, 1)
+    assert tally.take(resized) == [(0.0, 1, 1)]
