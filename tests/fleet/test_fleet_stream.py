@@ -5,6 +5,7 @@ the summing rules are tested on their own first, on messages a real registry wro
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import http.client
 import json
 import threading
@@ -563,7 +564,11 @@ def test_an_asgi_fleet_stream_reads_redis_off_the_event_loop(
         return real_read(self, *args)
 
     monkeypatch.setattr(FleetReader, "read", read)
-    body = asyncio.run(_stream_until(app, loop_threads, b'"reportingHosts":2'))
+    # on a thread of its own: an earlier test of the session may leave a loop set on this one
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        body = pool.submit(
+            asyncio.run, _stream_until(app, loop_threads, b'"reportingHosts":2')
+        ).result(timeout=30)
     app.close()
 
     assert b"event: fleet\n" in body
