@@ -35,6 +35,7 @@ $(FLEET_DEMO_STAMP): pyproject.toml
 lint: setup
 	$(BIN)/ruff check actors supervision tests examples benchmarks
 	$(BIN)/ruff format --check actors supervision tests examples benchmarks
+	$(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy --strict actors supervision

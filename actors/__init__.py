@@ -26,6 +26,7 @@ from supervision import (  # noqa: E402
     FleetPolicy,
     FleetView,
     Health,
+    Isolation,
     MaxConcurrencyError,
     UnknownCommandError,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "FleetPolicy",
     "FleetView",
     "Health",
+    "Isolation",
     "MaxConcurrencyError",
     "Pipeline",
     "PipelineResult",

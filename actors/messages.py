@@ -16,6 +16,8 @@ from supervision import CommandConfig, EventType
 from .generics import ResultT
 
 __all__ = [
+    "Crash",
+    "InjectedCrash",
     "Reconfigure",
     "Refill",
     "Reply",
@@ -145,3 +147,15 @@ class Reconfigure:
     """The registry tells a supervisor its key has a new configuration."""
 
     config: CommandConfig
+
+
+class InjectedCrash(Exception):  # noqa: N818 (it is not an error of the library)
+    """What a crashed actor raises (``actors.testing.crash``)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Crash:
+    """A message that makes the receiving actor raise ``error`` from its handler (fault
+    injection for tests and chaos drills: ``actors.testing``)."""
+
+    error: Exception = dataclasses.field(default_factory=lambda: InjectedCrash("injected"))

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pykka
 
@@ -45,9 +45,8 @@ from .tracing import CallTrace, Tracer
 
 if TYPE_CHECKING:
     from .watchdog import Watchdog
-    from .worker import WorkerActor
 
-__all__ = ["CommandPort", "TransitionListener"]
+__all__ = ["CommandPort", "Running", "TransitionListener"]
 
 #: Called with (key, transition) on every circuit transition.
 TransitionListener = Callable[[str, Transition], None]
@@ -59,6 +58,17 @@ _SHORT = EventType.SHORT_CIRCUITED
 #: with a count of the lines held back: under overload or an outage, logging every call would
 #: cost more than the call and drown the application's own logs.
 PER_CALL_LOG_INTERVAL = 1.0
+
+
+class Running(Protocol):
+    """A worker as the port sees it (named here: this module never imports the worker)."""
+
+    #: True while inside ``run``.
+    busy: bool
+    #: True while ``run``'s coroutine runs on the key's loop.
+    awaiting: bool
+    #: The worker's thread, once started.
+    thread: threading.Thread | None
 
 
 class CommandPort:
@@ -98,7 +108,7 @@ class CommandPort:
         #: Admitted calls not answered yet.
         self.tracked: set[Ticket] = set()
         #: Live worker actors (any generation), for shutdown and fault injection.
-        self.workers: dict[pykka.ActorRef[Any], WorkerActor] = {}
+        self.workers: dict[pykka.ActorRef[Any], Running] = {}
         #: Calls answered by ``sweep`` (for the shutdown report).
         self.swept = 0
         #: The fallback bulkhead: one token per fallback allowed to run at once. ``list.pop`` and
@@ -245,7 +255,7 @@ class CommandPort:
     def live_workers(self) -> list[pykka.ActorRef[Any]]:
         return [ref for ref in list(self.workers) if ref.is_alive()]
 
-    def worker_actors(self) -> list[WorkerActor]:
+    def worker_actors(self) -> list[Running]:
         return list(self.workers.values())
 
     def wait(self, ticket: Ticket) -> Reply:

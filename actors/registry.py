@@ -39,7 +39,7 @@ from supervision import (
     UnknownCommandError,
     monotonic,
 )
-from supervision.checks import as_float, check_number, show
+from supervision.checks import MAX_SECONDS, as_float, check_number, show
 from supervision.snapshot import CommandMetrics
 
 from .commands import Command, FunctionCall, FunctionCommand, check_command_class
@@ -61,6 +61,7 @@ from .registry_actor import (
     largest_timeout,
 )
 from .signatures import Ask, AskAsync, AskReply, AskReplyAsync, Key, Method
+from .stream import use_default_source
 from .ticket import Ticket
 from .tracing import Tracer, default_tracer
 from .watchdog import Watchdog
@@ -127,7 +128,7 @@ def _check_key(key: object) -> str:
 
 
 def _check_timeout(timeout: object) -> None:
-    check_number("timeout", timeout, unit="seconds", suffix=" or None")
+    check_number("timeout", timeout, unit="seconds", high=MAX_SECONDS, suffix=" or None")
 
 
 def _check_deadline(deadline: object) -> None:
@@ -690,6 +691,8 @@ class CommandRegistry:
             self._report = report
             return report
 
+
+use_default_source(CommandRegistry.default)
 
 #: Seconds shutdown waits for the threads of stopped workers to end (they end at once unless
 #: the machine is starved; a worker still inside ``run`` is not waited for: it is a zombie).

@@ -17,7 +17,7 @@ Beyond Hystrix's fields, a command message carries ``circuitState`` ("closed", "
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from supervision import CircuitState, EventType
@@ -47,12 +47,24 @@ class MetricsSource(Protocol):
     def all_metrics(self) -> Sequence[CommandMetrics]: ...
 
 
+#: Gives the default registry (set by ``actors.registry`` when it is imported, so this module
+#: never imports the layers above it).
+_default_source: Callable[[], MetricsSource] | None = None
+
+
+def use_default_source(factory: Callable[[], MetricsSource]) -> None:
+    """Name what ``snapshots(None)`` reads: ``CommandRegistry.default``."""
+    global _default_source  # noqa: PLW0603 - set once, by the registry module
+    _default_source = factory
+
+
 def snapshots(source: MetricsSource | None) -> Sequence[CommandMetrics]:
     """Every used key's metrics now, from ``source`` (None: the default registry)."""
     if source is None:
-        from .registry import CommandRegistry  # noqa: PLC0415 - the registry imports the actors
-
-        source = CommandRegistry.default()
+        if _default_source is None:  # pragma: no cover - importing actors imports the registry
+            msg = "no default registry: import actors first"
+            raise RuntimeError(msg)
+        source = _default_source()
     return source.all_metrics()
 
 

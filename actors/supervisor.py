@@ -22,9 +22,8 @@ from supervision import Child, CommandError, Decision, Directive, Restarts, mono
 from .gate import START
 from .lifecycle import SupervisedActor
 from .log import Log, logger, ms
-from .messages import Reconfigure, Refill, Retire, Retired, SupervisorExited, WorkerExited
+from .messages import Crash, Reconfigure, Refill, Retire, Retired, SupervisorExited, WorkerExited
 from .port import CommandPort
-from .testing import Crash
 from .ticket import Ticket
 from .worker import WorkerActor
 

@@ -9,10 +9,11 @@ cannot be interrupted).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any, Literal
 
 import pykka
+
+from .messages import Crash, InjectedCrash
 
 if TYPE_CHECKING:
     from .registry import CommandRegistry
@@ -28,17 +29,6 @@ __all__ = [
 ]
 
 How = Literal["crash", "stop"]
-
-
-class InjectedCrash(Exception):  # noqa: N818 (it is not an error of the library)
-    """What a crashed actor raises."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Crash:
-    """A message that makes the receiving actor raise ``error`` from its handler."""
-
-    error: Exception = dataclasses.field(default_factory=lambda: InjectedCrash("injected"))
 
 
 def crash(ref: pykka.ActorRef[Any], how: How = "crash") -> bool:

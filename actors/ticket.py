@@ -12,20 +12,40 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import pykka
 
-from supervision import Permit
+from supervision import CommandError, Permit
 
 if TYPE_CHECKING:
     from .messages import Reply
-    from .port import CommandPort
     from .tracing import CallTrace
 
-__all__ = ["Ticket"]
+__all__ = ["Owner", "Ticket"]
 
 _T = TypeVar("_T")
+
+
+class Owner(Protocol):
+    """Who a ticket reports to: its key's port (named here, so this module never imports the
+    layers above it)."""
+
+    @property
+    def tracked(self) -> set[Ticket]: ...
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+    def wait(self, ticket: Ticket) -> Reply: ...
+
+    def sweep(self, error: CommandError) -> int: ...
+
+    def replied(self, reply: Reply) -> Reply: ...
+
+    def trace_ended(self, trace: CallTrace, reply: Reply) -> None: ...
+
+    def expire(self, ticket: Ticket) -> Reply: ...
 
 
 class Ticket:
@@ -51,7 +71,7 @@ class Ticket:
 
     def __init__(
         self,
-        port: CommandPort,
+        port: Owner,
         payload: Any,
         started: float,
         deadline: float,

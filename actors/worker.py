@@ -27,9 +27,8 @@ from .commands import Command
 from .gate import RETIRE
 from .lifecycle import SupervisedActor
 from .log import Log, logger
-from .messages import Reply, Retire, Retired, WorkerExited
+from .messages import Crash, Reply, Retire, Retired, WorkerExited
 from .port import CommandPort
-from .testing import Crash
 from .ticket import Ticket
 
 __all__ = ["WorkerActor"]

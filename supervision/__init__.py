@@ -14,7 +14,7 @@ from .breaker import (
 )
 from .bulkhead import Bulkhead
 from .clock import Clock, FakeClock, monotonic
-from .config import CommandConfig
+from .config import CommandConfig, Isolation
 from .errors import (
     BadRequest,
     CircuitOpenError,
@@ -62,6 +62,7 @@ __all__ = [
     "FleetState",
     "FleetView",
     "Health",
+    "Isolation",
     "IllegalTransitionError",
     "MaxConcurrencyError",
     "Permit",

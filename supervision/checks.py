@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["as_float", "check_int", "check_number", "show"]
+__all__ = ["MAX_SECONDS", "as_float", "check_int", "check_number", "check_seconds", "show"]
+
+#: The longest duration a configuration accepts: one day. Longer ones are mistakes (a timeout
+#: in milliseconds given as seconds) and would overflow the waits of the threads that keep time.
+MAX_SECONDS = 86_400.0
 
 
 def show(value: object, limit: int = 80) -> str:
@@ -30,20 +34,30 @@ def check_number(
     *,
     low: float = 0.0,
     allow_low: bool = False,
+    high: float | None = None,
     unit: str = "",
     suffix: str = "",
 ) -> None:
-    """A finite int or float (not a bool) above ``low`` (or at it, with ``allow_low``)."""
+    """A finite int or float (not a bool) above ``low`` (or at it, with ``allow_low``), and at
+    most ``high`` (if given)."""
     bound = f">= {low:g}" if allow_low else f"> {low:g}"
+    if high is not None:
+        bound = f"{bound} and <= {high:g}"
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
         or not math.isfinite(as_float(value))
         or not (value >= low if allow_low else value > low)
+        or (high is not None and value > high)
     ):
         kind = f"a finite number of {unit}" if unit else "a finite number"
         msg = f"{name} must be {kind} {bound}{suffix}, got {show(value)}"
         raise ValueError(msg)
+
+
+def check_seconds(name: str, value: object, *, allow_zero: bool = False) -> None:
+    """A duration: a finite number of seconds > 0 (or >= 0) and at most ``MAX_SECONDS``."""
+    check_number(name, value, allow_low=allow_zero, high=MAX_SECONDS, unit="seconds")
 
 
 def check_int(name: str, value: object, low: int, high: int | None = None) -> None:

@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import Any
 
-from .checks import check_int, check_number, show
+from .checks import check_int, show
+from .checks import check_seconds as _check_seconds
 from .fleet_policy import FleetPolicy
 from .policy import SupervisionPolicy
 
-__all__ = ["CommandConfig"]
+__all__ = ["CommandConfig", "Isolation"]
 
 
-def _check_seconds(name: str, value: object, *, allow_zero: bool = False) -> None:
-    check_number(name, value, allow_low=allow_zero, unit="seconds")
+class Isolation(enum.StrEnum):
+    """Where ``run`` executes (Hystrix's ``execution.isolation.strategy``)."""
+
+    #: On one of the key's (or its pool's) worker actors; the caller waits for its reply.
+    THREAD = "thread"
+    #: On the caller's own thread (or, for ``async def run`` awaited with ``ask_async``, in the
+    #: caller's task); the bulkhead is a counter.
+    SEMAPHORE = "semaphore"
+
+
+#: The longest pool name accepted (the same bound as a command key).
+MAX_POOL_NAME = 200
 
 
 def _exception_classes(name: str, value: object) -> tuple[type[BaseException], ...]:
@@ -70,6 +82,13 @@ class CommandConfig:
     #: (``CommandRegistry(fleet=RedisFleet(...))``): shared (the default), quorum or off.
     #: Without a fleet it changes nothing.
     fleet: FleetPolicy = dataclasses.field(default_factory=FleetPolicy)
+    #: Where ``run`` executes: "thread" (a worker actor) or "semaphore" (the caller's thread).
+    isolation: Isolation = Isolation.THREAD
+    #: The worker pool the key runs on (Hystrix's ``threadPoolKey``): keys naming the same pool
+    #: share its workers and its bulkhead (the pool's ``max_concurrent_requests`` and
+    #: ``queue_size`` are those of the key that started it), each keeping its own breaker and
+    #: metrics. None: the key's own pool.
+    pool: str | None = None
 
     def __post_init__(self) -> None:
         _check_seconds("timeout", self.timeout)
@@ -96,6 +115,22 @@ class CommandConfig:
         object.__setattr__(self, "ignore", _exception_classes("ignore", self.ignore))
         if not isinstance(self.fleet, FleetPolicy):
             msg = f"fleet must be a FleetPolicy, got {show(self.fleet)}"
+            raise ValueError(msg)
+        if not isinstance(self.isolation, Isolation):
+            try:
+                object.__setattr__(self, "isolation", Isolation(self.isolation))
+            except Exception:  # not an isolation (even one whose __repr__ or __eq__ raises)
+                allowed = ", ".join(repr(i.value) for i in Isolation)
+                msg = f"isolation must be one of {allowed}, got {show(self.isolation)}"
+                raise ValueError(msg) from None
+        pool = self.pool
+        if pool is not None and (
+            not isinstance(pool, str) or not pool.strip() or len(pool) > MAX_POOL_NAME
+        ):
+            msg = (
+                f"pool must be None or a non-blank string of at most {MAX_POOL_NAME}"
+                f" characters, got {show(pool)}"
+            )
             raise ValueError(msg)
 
     def replace(self, **changes: Any) -> CommandConfig:

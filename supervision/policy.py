@@ -15,7 +15,7 @@ import dataclasses
 import enum
 from typing import Any
 
-from .checks import check_int, check_number, show
+from .checks import check_int, check_number, check_seconds, show
 
 __all__ = ["RestartStrategy", "SupervisionPolicy"]
 
@@ -52,6 +52,10 @@ class SupervisionPolicy:
     #: Abandoned workers a key may hold at once; past it the key sheds load (its stuck workers
     #: keep their bulkhead slots, so new calls are rejected). None: ``max_concurrent_requests``.
     max_zombies: int | None = None
+    #: Seconds a key may stay idle (no call) before its workers, supervisor and event loop are
+    #: stopped; its breaker, windows, counts and config are kept, and the next call starts it
+    #: again. None: never.
+    passivate_after: float | None = 60.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.strategy, RestartStrategy):
@@ -62,22 +66,22 @@ class SupervisionPolicy:
                 msg = f"strategy must be one of {allowed}, got {show(self.strategy)}"
                 raise ValueError(msg) from None
         check_int("max_restarts", self.max_restarts, 0, 1_000_000)
-        check_number("restart_period", self.restart_period, low=0, allow_low=False)
+        check_seconds("restart_period", self.restart_period)
         check_int("max_supervisor_restarts", self.max_supervisor_restarts, 0, 1_000_000)
-        check_number(
-            "supervisor_restart_period", self.supervisor_restart_period, low=0, allow_low=False
-        )
-        check_number("min_backoff", self.min_backoff, low=0, allow_low=True)
-        check_number("max_backoff", self.max_backoff, low=0, allow_low=True)
+        check_seconds("supervisor_restart_period", self.supervisor_restart_period)
+        check_seconds("min_backoff", self.min_backoff, allow_zero=True)
+        check_seconds("max_backoff", self.max_backoff, allow_zero=True)
         if self.max_backoff < self.min_backoff:
             msg = (
                 f"max_backoff must be >= min_backoff ({show(self.min_backoff)}),"
                 f" got {show(self.max_backoff)}"
             )
             raise ValueError(msg)
-        check_number("random_factor", self.random_factor, low=0, allow_low=True)
+        check_number("random_factor", self.random_factor, low=0, allow_low=True, high=10.0)
         if self.zombie_grace is not None:
-            check_number("zombie_grace", self.zombie_grace, low=0, allow_low=True)
+            check_seconds("zombie_grace", self.zombie_grace, allow_zero=True)
+        if self.passivate_after is not None:
+            check_seconds("passivate_after", self.passivate_after)
         if self.max_zombies is not None:
             check_int("max_zombies", self.max_zombies, 0, 100_000)
 

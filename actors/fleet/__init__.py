@@ -31,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 import pykka
 
 from supervision import FleetPolicy, FleetState, FleetView, Throttle
-from supervision.checks import check_number, show
+from supervision.checks import MAX_SECONDS, check_number, show
 
 from ..fleet_host import FleetHost
 from ..log import logger
@@ -92,14 +92,16 @@ class RedisFleet:
         self.node = _check_name(
             "node", f"{socket.gethostname()}:{os.getpid()}" if node is None else node
         )
-        check_number("publish_interval", publish_interval, low=0.001, unit="seconds")
+        check_number(
+            "publish_interval", publish_interval, low=0.001, unit="seconds", high=MAX_SECONDS
+        )
         if publish_interval > 10:
             msg = f"publish_interval must be at most 10 seconds, got {publish_interval!r}"
             raise ValueError(msg)
-        check_number("timeout", timeout, unit="seconds")
-        check_number("heartbeat", heartbeat, unit="seconds")
-        check_number("lease_margin", lease_margin, unit="seconds", allow_low=True)
-        check_number("snapshot_interval", snapshot_interval, unit="seconds")
+        check_number("timeout", timeout, unit="seconds", high=MAX_SECONDS)
+        check_number("heartbeat", heartbeat, unit="seconds", high=MAX_SECONDS)
+        check_number("lease_margin", lease_margin, unit="seconds", allow_low=True, high=MAX_SECONDS)
+        check_number("snapshot_interval", snapshot_interval, unit="seconds", high=MAX_SECONDS)
         if cluster is not None and not isinstance(cluster, bool):
             msg = f"cluster must be True, False or None (detect), got {show(cluster)}"
             raise ValueError(msg)

@@ -32,7 +32,7 @@ from .seat import Seat, parse_flush
 from .store import Call, Store, StoreError
 
 if TYPE_CHECKING:
-    from . import RedisFleet
+    from .settings import FleetSettings
 
 __all__ = ["FleetActor", "Tick", "Verdict", "follow"]
 
@@ -74,7 +74,7 @@ class Verdict:
 class FleetActor(pykka.ThreadingActor):
     use_daemon_thread = True
 
-    def __init__(self, fleet: RedisFleet, host: FleetHost, store: Store, log: Log) -> None:
+    def __init__(self, fleet: FleetSettings, host: FleetHost, store: Store, log: Log) -> None:
         super().__init__()
         self.fleet = fleet
         self.host = host

@@ -60,7 +60,7 @@ from .seat import key_prefix
 from .store import Store, StoreError
 
 if TYPE_CHECKING:
-    from . import RedisFleet
+    from .settings import FleetSettings
 
 __all__ = [
     "FRESH",
@@ -316,7 +316,7 @@ class FleetReader:
 
     def __init__(
         self,
-        fleet: RedisFleet,
+        fleet: FleetSettings,
         *,
         fresh: float = FRESH,
         retry_after: float = RETRY_AFTER,

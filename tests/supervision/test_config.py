@@ -28,6 +28,8 @@ def test_the_defaults_are_hystrixs() -> None:
     assert config.force_closed is False
     assert config.ignore == ()
     assert config.fleet == FleetPolicy(mode="shared", quorum=2)
+    assert config.isolation == "thread"
+    assert config.pool is None
 
 
 def test_the_defaults_cover_every_field() -> None:
@@ -49,6 +51,8 @@ def test_the_defaults_cover_every_field() -> None:
         "supervision",
         "ignore",
         "fleet",
+        "isolation",
+        "pool",
     }
 
 
@@ -234,7 +238,7 @@ def test_a_bad_value_message_states_the_allowed_range() -> None:
 def test_a_value_of_the_wrong_type_is_told_the_allowed_range_too() -> None:
     with pytest.raises(ValueError, match=r"integer between 1 and 10000, got 2\.5"):
         CommandConfig(max_concurrent_requests=2.5)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"seconds > 0, got '1'"):
+    with pytest.raises(ValueError, match=r"seconds > 0 and <= 86400, got '1'"):
         CommandConfig(timeout="1")  # type: ignore[arg-type]
 
 

@@ -30,6 +30,7 @@ def test_the_defaults_are_the_documented_ones() -> None:
     assert policy.random_factor == 0.2
     assert policy.zombie_grace is None
     assert policy.max_zombies is None
+    assert policy.passivate_after == 60.0
 
 
 def test_the_defaults_cover_every_field() -> None:
@@ -46,6 +47,7 @@ def test_the_defaults_cover_every_field() -> None:
         "random_factor",
         "zombie_grace",
         "max_zombies",
+        "passivate_after",
     }
 
 
@@ -199,7 +201,7 @@ VALID_EDGES: list[tuple[str, Any]] = [
     ("min_backoff", 0),
     ("min_backoff", 10.0),  # equal to the default max_backoff
     ("max_backoff", 0.1),  # equal to the default min_backoff
-    ("max_backoff", 1e6),
+    ("max_backoff", 86_400.0),  # one day: the longest duration accepted
     ("random_factor", 0),
     ("random_factor", 5.0),
     ("zombie_grace", None),
