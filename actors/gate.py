@@ -42,7 +42,7 @@ from supervision.snapshot import CommandMetrics, PoolMetrics
 if TYPE_CHECKING:
     from .ticket import Ticket
 
-__all__ = ["RETIRE", "START", "Gate", "Stuck"]
+__all__ = ["HERE", "RETIRE", "START", "Gate", "Stuck"]
 
 Worker = pykka.ActorRef[Any]
 
@@ -50,9 +50,12 @@ Worker = pykka.ActorRef[Any]
 START: Final = "start"
 #: ``park`` says: this worker is surplus (or of a past generation) and must stop.
 RETIRE: Final = "retire"
+#: The runner of a call its caller runs (semaphore isolation): no worker.
+HERE: Final[Any] = "caller"
 
 _SHORT = EventType.SHORT_CIRCUITED
 _REJECTED = EventType.THREAD_POOL_REJECTED
+_SEMAPHORE_REJECTED = EventType.SEMAPHORE_REJECTED
 _TIMEOUT = EventType.TIMEOUT
 
 
@@ -130,6 +133,26 @@ class Gate:
                 return _REJECTED, None, moved + self._breaker.record(permit, _REJECTED)
             self.stats.counters.peak(MAX_IN_FLIGHT, self._bulkhead.in_flight)
             return permit, (self._idle.pop() if self._idle else None), moved
+
+    def admit_here(self) -> tuple[Permit | EventType, tuple[Transition, ...]]:
+        """Semaphore isolation: admit a call its caller runs itself, counted as running at once
+        (its ticket's ``runner`` must be ``HERE``); or the rejection event (SHORT_CIRCUITED /
+        SEMAPHORE_REJECTED: nothing waits, so ``queue_size`` is not used); with the transitions
+        admission caused."""
+        with self._lock:
+            permit, moved = self._breaker.try_acquire()
+            if permit is None:
+                return _SHORT, moved
+            bulkhead = self._bulkhead
+            if not bulkhead.try_acquire(queue=False):
+                return _SEMAPHORE_REJECTED, moved + self._breaker.record(
+                    permit, _SEMAPHORE_REJECTED
+                )
+            self.running += 1
+            counters = self.stats.counters
+            counters.peak(MAX_IN_FLIGHT, bulkhead.in_flight)
+            counters.peak(MAX_ACTIVE, self.running)
+            return permit, moved
 
     # -- the supervisor's side -----------------------------------------------------------------
 

@@ -118,6 +118,9 @@ class CommandPort:
         self.timer = watchdog
         self._listeners = listeners
         self._fallback_command: Command | None = None
+        #: Idle ``Command`` instances for calls run by their callers (semaphore isolation):
+        #: each running call holds one of its own, as a worker does.
+        self.spare_commands: list[Command] = []
         self._lock = threading.Lock()
         self._throttles: dict[str, Throttle] = {}
         #: Set once a blocking ask was made on a thread running an event loop (warned once).

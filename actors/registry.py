@@ -36,12 +36,14 @@ from supervision import (
     CommandConfig,
     CommandError,
     Health,
+    Isolation,
     UnknownCommandError,
     monotonic,
 )
 from supervision.checks import MAX_SECONDS, as_float, check_number, show
 from supervision.snapshot import CommandMetrics
 
+from .caller import call_here, call_here_async
 from .commands import Command, FunctionCall, FunctionCommand, check_command_class
 from .decorator import CommandDecorator
 from .event_loop import wake
@@ -72,6 +74,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _MAX_KEY_LENGTH = 256
+_SEMAPHORE = Isolation.SEMAPHORE
 
 
 class _DefaultBound(Generic[P, R]):
@@ -389,13 +392,19 @@ class CommandRegistry:
             port = self._routes.get(key) if type(key) is str else None
             if port is None or port.closed is not None or self._closed is not None:
                 port = self._port_of(key)
-            return port.submit(payload, timeout, block, on_answer)
-        _check_deadline(deadline)
-        port = self._port_of(key)
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return port.out_of_time(payload)
-        limit = left if timeout is None else min(timeout, left)
+            limit = timeout
+        else:
+            _check_deadline(deadline)
+            port = self._port_of(key)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return port.out_of_time(payload)
+            limit = left if timeout is None else min(timeout, left)
+        if port.config.isolation is _SEMAPHORE:
+            reply = call_here(port, payload, limit)  # on this thread, now
+            if on_answer is not None:
+                on_answer(reply)
+            return reply
         return port.submit(payload, limit, block, on_answer)
 
     def _ask_reply(
@@ -477,6 +486,18 @@ class CommandRegistry:
         if self._closed is None and not self._cached(key):
             # the key's first call: the registry actor builds its port, off the loop
             await loop.run_in_executor(None, self._port_of, key)
+        here = self._semaphore_port(key)
+        if here is not None:  # semaphore isolation: run in this task
+            if timeout is not None:
+                _check_timeout(timeout)
+            limit = timeout
+            if deadline is not None:
+                _check_deadline(deadline)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return here.out_of_time(payload)
+                limit = left if timeout is None else min(timeout, left)
+            return await call_here_async(here, payload, limit)
         waiter: asyncio.Future[Reply] = loop.create_future()
         outcome = self._submit(
             key, payload, timeout, False, deadline, on_answer=functools.partial(wake, loop, waiter)
@@ -521,6 +542,16 @@ class CommandRegistry:
     ``key`` is the command key or its ``Command`` class (typed code then gets the
     class's result type). Called on the class, it acts on the default registry."""
 
+    def _semaphore_port(self, key: object) -> CommandPort | None:
+        """The key's cached open port if its calls run on their callers' threads."""
+        if isinstance(key, type) and issubclass(key, Command):
+            port = self._port_of(key) if self._closed is None else None
+        else:
+            port = self._routes.get(key) if type(key) is str else None
+        if port is None or port.closed is not None or port.config.isolation is not _SEMAPHORE:
+            return None
+        return port
+
     def _cached(self, key: object) -> bool:
         if isinstance(key, type) and issubclass(key, Command):
             key = getattr(key, "key", None)
@@ -542,6 +573,8 @@ class CommandRegistry:
             msg = f"fallback must be None or a callable taking the error, got {got}"
             raise TypeError(msg)
         port = self._port(key, function_style=True)
+        if port.config.isolation is _SEMAPHORE:
+            return call_here(port, FunctionCall(run, fallback), None)
         return port.submit(FunctionCall(run, fallback), None, block)
 
     @_DefaultBound

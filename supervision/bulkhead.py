@@ -22,8 +22,10 @@ class Bulkhead:
         self.queue_size = queue_size
         self._capacity = max_concurrent + queue_size
 
-    def try_acquire(self) -> bool:
-        if self.in_flight >= self._capacity:
+    def try_acquire(self, *, queue: bool = True) -> bool:
+        """Take a slot if one is free; with ``queue=False`` only a running slot counts (a call
+        run by its caller cannot wait)."""
+        if self.in_flight >= (self._capacity if queue else self.max_concurrent):
             return False
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)

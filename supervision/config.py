@@ -25,7 +25,7 @@ class Isolation(enum.StrEnum):
 
 
 #: The longest pool name accepted (the same bound as a command key).
-MAX_POOL_NAME = 200
+MAX_POOL_NAME = 256
 
 
 def _exception_classes(name: str, value: object) -> tuple[type[BaseException], ...]:
