@@ -33,6 +33,7 @@ from .ticket import Ticket
 __all__ = ["call_here", "call_here_async"]
 
 _SUCCESS = EventType.SUCCESS
+_SUCCEEDED = (_SUCCESS,)
 _FAILURE = EventType.FAILURE
 _BAD_REQUEST = EventType.BAD_REQUEST
 _TIMEOUT = EventType.TIMEOUT
@@ -127,13 +128,19 @@ def _answer(
         reply = ticket.in_context(
             port.fall_back, ticket.payload, _TIMEOUT, timeout, started, command
         )
+    elif error is None:  # the hot path: one lock for the rest
+        latency = port.clock() - started
+        reply = Reply(port.key, value, None, _SUCCEEDED, latency)
+        moved, _ = port.gate.succeed(ticket, ran, latency)
+        if moved:
+            port.publish(moved)
+        ticket.answer(reply, counted=True)
+        return reply
     else:
         moved = port.gate.finish(ticket, event, ran)
         if moved:
             port.publish(moved)
-        if error is None:
-            reply = Reply(port.key, value, None, (_SUCCESS,), port.clock() - started)
-        elif event is _BAD_REQUEST:
+        if event is _BAD_REQUEST:
             reply = Reply(port.key, None, error, (_BAD_REQUEST,), port.clock() - started)
         else:
             port.log_per_call(logging.ERROR, "command.failed", error=repr(error))

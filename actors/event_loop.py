@@ -6,6 +6,11 @@ shutdown). A worker hands its coroutine to the loop and waits for it like for a 
 ``run`` at its current ``await`` and its ``finally`` blocks run. The worker keeps the call's
 bulkhead slot until the task has really ended. Also the bridge the other way: a ticket answered
 on any thread wakes an ``asyncio.Future`` of the caller's loop.
+
+The loop's thread is supervised: a ``BaseException`` a task lets out (``SystemExit``) fails only
+that task's call, a task that stops the loop (``loop.stop()``) does not end it, and a thread that
+ends all the same (a fault in the loop's own code) has its calls answered "unavailable" and is
+replaced by a fresh loop at the key's next coroutine (``event_loop.restarted``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 
 from supervision import CommandError
 
+from .log import logger
 from .messages import Reply
 
 __all__ = ["AsyncCall", "KeyLoop", "wake"]
@@ -88,7 +94,8 @@ class AsyncCall:
 
 
 class KeyLoop:
-    """An event loop on its own daemon thread, started on the first ``submit``."""
+    """An event loop on its own daemon thread, started on the first ``submit`` (and started
+    afresh by a later ``submit`` if its thread has ended without ``close``)."""
 
     def __init__(self, name: str) -> None:
         self._name = name
@@ -96,8 +103,11 @@ class KeyLoop:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
-        #: Calls submitted and not ended (touched under the lock or on the loop's thread).
+        #: The current loop's calls submitted and not ended (touched under the lock or on that
+        #: loop's thread). Each loop has a set of its own: a loop that ends answers only its own.
         self._calls: set[AsyncCall] = set()
+        #: Why the last loop's thread ended without ``close`` (for the restart's log line).
+        self._fault: str | None = None
 
     @property
     def thread(self) -> threading.Thread | None:
@@ -116,16 +126,35 @@ class KeyLoop:
             if self._closed:
                 call.finish(error)
                 return call
-            loop = self._loop
-            if loop is None:
-                loop = self._loop = asyncio.new_event_loop()
-                self._thread = threading.Thread(
-                    target=self._serve, args=(loop,), name=self._name, daemon=True
-                )
-                self._thread.start()
-            self._calls.add(call)
-            loop.call_soon_threadsafe(call.start, loop, self._calls)
+            loop, calls = self._serving()
+            calls.add(call)
+            try:
+                loop.call_soon_threadsafe(call.start, loop, calls)
+            except RuntimeError:  # its thread closed it a moment ago: start a fresh one
+                calls.discard(call)
+                self._fault = self._fault or "the loop was closed"
+                loop, calls = self._serving()
+                calls.add(call)
+                loop.call_soon_threadsafe(call.start, loop, calls)
         return call
+
+    def _serving(self) -> tuple[asyncio.AbstractEventLoop, set[AsyncCall]]:
+        """The running loop and its calls; a new loop and thread if there is none (under the
+        lock)."""
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None and thread.is_alive() and not loop.is_closed():
+            return loop, self._calls
+        if loop is not None:  # its thread ended, and nobody closed it: a fault
+            logger.warning("event_loop.restarted", thread=self._name, error=self._fault)
+        self._fault = None
+        loop = self._loop = asyncio.new_event_loop()
+        calls: set[AsyncCall] = set()
+        self._calls = calls
+        thread = self._thread = threading.Thread(
+            target=self._serve, args=(loop, calls), name=self._name, daemon=True
+        )
+        thread.start()
+        return loop, calls
 
     def cancel(self, call: AsyncCall) -> None:
         """Cancel the call's task: ``CancelledError`` is raised inside it at its next await."""
@@ -148,28 +177,53 @@ class KeyLoop:
             return
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout)
+        thread.join(min(timeout, threading.TIMEOUT_MAX) if timeout > 0.0 else 0.0)
 
-    def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
-        asyncio.set_event_loop(loop)
+    def suspend(self) -> bool:
+        """Stop the loop's thread if no call runs on it (its key passivates); the next
+        ``submit`` starts a new one. True if a running thread was told to stop."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            if self._closed or loop is None or self._calls:
+                return False
+            self._loop = self._thread = None
+            with contextlib.suppress(RuntimeError):  # its thread closed it a moment ago
+                loop.call_soon_threadsafe(loop.stop)
+        return thread is not None and thread.is_alive()
+
+    def _serve(self, loop: asyncio.AbstractEventLoop, calls: set[AsyncCall]) -> None:
+        fault: str | None = None
         try:
+            asyncio.set_event_loop(loop)
             while True:
                 try:
                     loop.run_forever()
                 except BaseException:  # SystemExit etc. from a task: its done callback fails
                     continue  # its call (the worker dies and is replaced); the loop lives on
-                break  # stopped by close()
+                with self._lock:
+                    if self._closed or self._loop is not loop:
+                        break  # stopped by close(), or by suspend()
+                # stopped by a task (``loop.stop()``), not by close(): serve on
             tasks = asyncio.all_tasks(loop)
             for task in tasks:
                 task.cancel()
-            if tasks:
-                loop.run_until_complete(asyncio.wait(tasks, timeout=CLOSE_GRACE))
-            loop.run_until_complete(loop.shutdown_asyncgens())
+            # a stop from close() still queued (a task stopped the loop as close() did) ends
+            # the first run early: the tasks that ignore it are answered below
+            with contextlib.suppress(RuntimeError):
+                if tasks:
+                    loop.run_until_complete(asyncio.wait(tasks, timeout=CLOSE_GRACE))
+                loop.run_until_complete(loop.shutdown_asyncgens())
+        except BaseException as exc:  # a fault in the loop's own code: the next submit restarts
+            fault = repr(exc)
+            with contextlib.suppress(BaseException):  # logging that fails cannot stop the cleanup
+                logger.exception("event_loop.failed", thread=self._name, error=repr(exc))
         finally:
             loop.close()
             with self._lock:
-                left = list(self._calls)
-                self._calls.clear()
+                left = list(calls)
+                calls.clear()
+                if fault is not None and self._loop is loop:  # not replaced already
+                    self._fault = fault
             gone = CommandError("the key's event loop was stopped", reason="unavailable")
             for call in left:  # tasks that ignored their cancellation: their workers go on
                 call.finish(gone)

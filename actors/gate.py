@@ -12,14 +12,19 @@ Every admitted call holds one bulkhead slot (``Ticket.holds_slot``) until its ``
 is found never to have started, or its stuck worker is abandoned; ``_free`` is the one place a
 slot is given back, and it gives each ticket's slot back once. Worker membership is a set of
 refs, so every way a worker can leave (retired, died, abandoned, orphaned) is counted once.
+
+The gate outlives the key's actors: when the key has been idle long enough, ``passivate``
+decides, under the same lock admission takes, that it sleeps (``asleep``): its workers leave and
+its supervisor is stopped by the port; a call admitted afterwards finds it asleep and has the
+port start a new supervisor (``awaken``). Breaker, windows and counts stay here throughout.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import enum
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Final
 
 import pykka
@@ -56,6 +61,8 @@ HERE: Final[Any] = "caller"
 _SHORT = EventType.SHORT_CIRCUITED
 _REJECTED = EventType.THREAD_POOL_REJECTED
 _SEMAPHORE_REJECTED = EventType.SEMAPHORE_REJECTED
+#: The events of a successful call's reply.
+_SUCCEEDED = (EventType.SUCCESS,)
 _TIMEOUT = EventType.TIMEOUT
 
 
@@ -78,6 +85,7 @@ class Gate:
         "_breaker",
         "_bulkhead",
         "_clock",
+        "_drain_waiters",
         "_drained",
         "_idle",
         "_lock",
@@ -85,8 +93,10 @@ class Gate:
         "_reserved",
         "_waiting",
         "_worker_limit",
+        "asleep",
         "fleet_view",
         "generation",
+        "idle_since",
         "running",
         "stats",
         "zombies",
@@ -94,7 +104,9 @@ class Gate:
 
     def __init__(self, config: CommandConfig, clock: Clock) -> None:
         self._lock = threading.Lock()
-        self._drained = threading.Condition(self._lock)
+        #: Made by the first ``wait_drained`` (shutdown): most keys never need one.
+        self._drained: threading.Condition | None = None
+        self._drain_waiters = 0  # threads in wait_drained (notified only when there are some)
         self._clock = clock
         self._breaker = CircuitBreaker(config, clock)
         #: Rolling metrics for the dashboard (recorded under the lock).
@@ -103,7 +115,9 @@ class Gate:
         self.running = 0
         self._bulkhead = Bulkhead(config.max_concurrent_requests, config.queue_size)
         self._idle: list[Worker] = []
-        self._waiting: collections.deque[Ticket] = collections.deque()
+        #: Calls waiting for a worker, oldest first: a list, not a deque (a few calls at most,
+        #: bounded by the bulkhead; an empty deque costs about 600 bytes per key).
+        self._waiting: list[Ticket] = []
         self._worker_limit = config.max_concurrent_requests
         self._members: set[Worker] = set()
         self._reserved = 0  # workers being started, not yet members
@@ -114,6 +128,10 @@ class Gate:
         self.zombies = 0
         #: The fleet's view of the key, as the fleet last read it (None: no fleet).
         self.fleet_view: FleetView | None = None
+        #: True while the key is passivated: no supervisor, no worker (see ``passivate``).
+        self.asleep = False
+        #: When (``time.monotonic()``) the last call in flight ended: the key is idle since.
+        self.idle_since = time.monotonic()
 
     @property
     def workers(self) -> int:
@@ -188,7 +206,7 @@ class Gate:
         """A waiting call, if the limit allows one more worker for it (a resize, a death)."""
         with self._lock:
             while self._waiting and self.workers < self._worker_limit:
-                ticket = self._waiting.popleft()
+                ticket = self._waiting.pop(0)
                 if ticket.settled:
                     self._free(ticket)
                     continue
@@ -283,24 +301,48 @@ class Gate:
             self._free(ticket)
             return False
 
+    def succeed(
+        self,
+        ticket: Ticket,
+        ran: float,
+        latency: float,
+        worker: Worker | None = None,
+        generation: int = 0,
+    ) -> tuple[tuple[Transition, ...], Ticket | str | None]:
+        """The success path under one lock: ``run`` returned a value after ``ran`` seconds and
+        the call is answered ``latency`` seconds after it was made: free the slot, record
+        SUCCESS and count the reply (the caller's ``Ticket.answer(reply, counted=True)``); with
+        ``worker``, park it too (what ``park`` says comes second)."""
+        with self._lock:
+            self._free(ticket)
+            stats = self.stats
+            stats.ran(ran)
+            stats.replied(_SUCCEEDED, latency, False)
+            moved = self._breaker.record(ticket.permit, EventType.SUCCESS)
+            return moved, None if worker is None else self._park(worker, generation)
+
     def park(self, worker: Worker, generation: int) -> Ticket | str | None:
         """A worker is free: the next waiting call for it, ``RETIRE``, or None (parked)."""
         with self._lock:
-            if (
-                generation != self.generation
-                or worker not in self._members
-                or self.workers > self._worker_limit
-            ):
-                self._members.discard(worker)
-                return RETIRE
-            waiting = self._waiting
-            while waiting:
-                ticket = waiting.popleft()
-                if not ticket.settled:
-                    return ticket
-                self._free(ticket)  # timed out while it waited
-            self._idle.append(worker)
-            return None
+            return self._park(worker, generation)
+
+    def _park(self, worker: Worker, generation: int) -> Ticket | str | None:
+        """``park``, under the lock the caller holds."""
+        if (
+            generation != self.generation
+            or worker not in self._members
+            or self.workers > self._worker_limit
+        ):
+            self._members.discard(worker)
+            return RETIRE
+        waiting = self._waiting
+        while waiting:
+            ticket = waiting.pop(0)
+            if not ticket.settled:
+                return ticket
+            self._free(ticket)  # timed out while it waited
+        self._idle.append(worker)
+        return None
 
     def idle_workers(self) -> list[Worker]:
         with self._lock:
@@ -367,12 +409,22 @@ class Gate:
             self.running -= 1
         self._bulkhead.release()
         if self._bulkhead.in_flight == 0:
-            self._drained.notify_all()
+            self.idle_since = time.monotonic()
+            drained = self._drained
+            if drained is not None and self._drain_waiters:
+                drained.notify_all()
 
     def wait_drained(self, timeout: float | None) -> bool:
         """Block until no call is in flight, or ``timeout`` seconds pass; True if drained."""
         with self._lock:
-            return self._drained.wait_for(lambda: self._bulkhead.in_flight == 0, timeout)
+            drained = self._drained
+            if drained is None:
+                drained = self._drained = threading.Condition(self._lock)
+            self._drain_waiters += 1
+            try:
+                return drained.wait_for(lambda: self._bulkhead.in_flight == 0, timeout)
+            finally:
+                self._drain_waiters -= 1
 
     @property
     def in_flight(self) -> int:
@@ -394,6 +446,33 @@ class Gate:
             for moved in transitions:
                 state = moved.to_state.value
                 counts[state] = counts.get(state, 0) + 1
+
+    # -- passivation (the registry's timer and the first caller after it) ----------------------
+
+    def passivate(self, after: float) -> list[Worker] | float:
+        """If the key has been idle for ``after`` seconds (nothing in flight or waiting, no
+        worker starting, no zombie), mark it asleep and take every worker out of it (a new
+        generation: the parked ones are returned, to be retired; one still finishing its call
+        retires when it parks); else the ``time.monotonic()`` instant to look again. Decided
+        under the lock admission takes, so a call admitted afterwards finds the key asleep."""
+        with self._lock:
+            now = time.monotonic()
+            if self._bulkhead.in_flight or self._waiting or self._reserved or self.zombies:
+                return now + after
+            due = self.idle_since + after
+            if now < due:
+                return due
+            self.asleep = True
+            self.generation += 1
+            idle, self._idle = self._idle, []
+            self._members.clear()
+            return idle
+
+    def awaken(self) -> None:
+        """The key has a supervisor again (its first call after passivation started one)."""
+        with self._lock:
+            self.asleep = False
+            self.idle_since = time.monotonic()
 
     # -- the fleet (off every call's path: its own threads call these) -------------------------
 
@@ -463,7 +542,7 @@ class Gate:
                 time=now,
                 state=CircuitState.OPEN if status == "down" else breaker.state,
                 status=status,
-                counts={event: counts.count(event) for event in EventType},
+                counts=counts.counts(),
                 totals=dict(stats.totals),
                 transitions=dict(stats.transitions),
                 requests=breaker.requests(),

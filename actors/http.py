@@ -10,7 +10,9 @@ Routes (GET only):
 
 * ``/hystrix.stream``: server-sent events, every ``interval`` seconds one ``HystrixCommand``
   message per key and one ``HystrixThreadPool`` message per pool, then a ``ping:`` line.
-  ``?delay=<ms>`` changes the interval for that connection (Hystrix's parameter). Past
+  ``?delay=<ms>`` changes the interval for that connection (Hystrix's parameter). ``?keys=a,b``
+  (command keys) and ``?group=g`` (command groups), comma separated, percent-encoded (a comma
+  within a name as ``%2C``), keep the messages of those commands and their pools only. Past
   ``max_connections`` open streams: 503.
 * ``/hystrix.stream?scope=fleet``: the same messages summed over the fleet's live nodes (what
   Netflix's Turbine did, built in; ``actors.fleet.view`` says how they add up), for a registry
@@ -29,11 +31,23 @@ Mounted under a prefix (WSGI's ``SCRIPT_NAME``, ASGI's ``root_path``), the route
 ``/hystrix/``, ``/hystrix/hystrix.stream``, ``/hystrix/metrics``. The bare mount point
 (``/hystrix``) redirects to ``hystrix/``, where the page's relative URLs resolve under the prefix.
 
-Each stream reads ``registry.all_metrics()`` once per tick and holds no lock between ticks. A
-registry that is shut down ends its streams. A fleet-wide tick also reads Redis, on the same
-thread (a WSGI connection's own, an ASGI app's worker thread: never the event loop), within the
-fleet's short timeouts; one ``FleetReader`` per app serves all its fleet-wide streams, so Redis
-sees at most one read per ``actors.fleet.view.FRESH`` seconds whatever the number of streams.
+A tick is made once for all the streams of an app (``actors.ticks``): ``registry.all_metrics()``
+read once and rendered by one ``actors.stream.Renderer`` (which renders again only the keys
+whose metrics changed); every stream sends that tick, or the pieces of it its filters keep.
+Streams of one interval fall into step and share every tick. A stream naming at most
+``actors.ticks.FEW_KEYS`` keys, when no tick of the app is fresh, reads just those keys
+(``registry.metrics(key)``) rather than make a tick of every key. No lock is held between
+ticks. A registry that is shut down ends its streams.
+
+A fleet-wide tick also reads Redis, on the same thread (a WSGI connection's own, an ASGI app's
+worker thread: never the event loop), within the fleet's short timeouts; one ``FleetReader`` per
+app serves all its fleet-wide streams, so Redis sees at most one read per
+``actors.fleet.view.FRESH`` seconds whatever the number of streams, and each read is rendered
+once.
+
+``start_http_server``'s thread is supervised: an exception escaping its serve loop is logged
+(``http.restarted``) and the loop started again after a backoff; a request's own fault is
+logged (``http.request_failed``) and never reaches the loop.
 """
 
 from __future__ import annotations
@@ -44,23 +58,23 @@ import http
 import importlib
 import socket
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
-from socketserver import ThreadingMixIn
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, quote
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from urllib.parse import quote, unquote_plus
 
-from supervision.checks import check_int, check_number, show
-from supervision.snapshot import CommandMetrics
+from supervision.checks import check_int, check_seconds, show
 
+from .http_server import SupervisedWsgiServer, serve
 from .log import logger
-from .stream import PING, MetricsSource, batch, snapshots, sse_event
+from .stream import PING, MetricsSource, Renderer, Tick, sse_event
+from .ticks import Ticks, tick_of_keys
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
-    from .fleet.view import FleetReader
+    from .fleet.view import FleetBatch, FleetReader
 
 __all__ = [
     "MAX_DELAY_MS",
@@ -79,6 +93,9 @@ MAX_DELAY_MS = 60_000
 
 #: The ``?scope=`` values: this node's stream, or the fleet's sums.
 SCOPES = ("local", "fleet")
+
+#: The longest command key (as ``CommandRegistry`` accepts them).
+MAX_KEY_LENGTH = 256
 
 STREAM_PATH = "/hystrix.stream"
 METRICS_PATH = "/metrics"
@@ -112,14 +129,74 @@ class _Response:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Stream:
-    """The stream, one tick every ``interval`` seconds, of this node or of the fleet."""
+    """The stream, one tick every ``interval`` seconds, of this node or of the fleet; with
+    ``keys`` and/or ``groups``, only the messages of those commands (and their pools)."""
 
     interval: float
     scope: str = "local"
+    keys: frozenset[str] | None = None
+    groups: frozenset[str] | None = None
+
+
+class _Sender:
+    """One open stream's side: what it asked for, the tick it sent last, and, for a stream of a
+    few keys, the renderer of its own ticks (made when no tick of the app's is fresh)."""
+
+    __slots__ = ("renderer", "sent", "stream")
+
+    def __init__(self, stream: _Stream) -> None:
+        self.stream = stream
+        self.sent: Tick | None = None
+        self.renderer: Renderer | None = None
+
+    def wait(self) -> float:
+        """Seconds until the next tick: an interval after the last one sent was made."""
+        sent = self.sent
+        if sent is None:
+            return 0.0
+        left = sent.at + self.stream.interval - time.monotonic()
+        return min(max(0.0, left), threading.TIMEOUT_MAX)
 
 
 def _text(status: int, message: str, *headers: tuple[str, str]) -> _Response:
     return _Response(status, message.encode() + b"\n", _TEXT, headers)
+
+
+def _parameters(query: str) -> dict[str, list[str]]:
+    """The query's parameters by name; values as sent, still percent-encoded (so a comma
+    within a name, ``%2C``, is told from the commas between names)."""
+    parameters: dict[str, list[str]] = {}
+    for field in query.split("&"):
+        if field:
+            name, _, value = field.partition("=")
+            parameters.setdefault(unquote_plus(name), []).append(value)
+    return parameters
+
+
+def _names(parameter: str, values: list[str], longest: int | None) -> frozenset[str] | _Response:
+    """The names a ``?keys=`` or ``?group=`` lists (comma separated; repeated, all of them),
+    or the 400 saying what is wrong with them."""
+    kind = "command keys" if parameter == "keys" else "command groups"
+    rule = f"{kind} separated by commas, each non-empty"
+    if longest is not None:
+        rule += f" and at most {longest} characters"
+    names: set[str] = set()
+    for value in values:
+        for encoded in value.split(","):
+            try:
+                name = unquote_plus(encoded, errors="strict")
+            except UnicodeDecodeError:
+                return _text(
+                    400, f"{parameter} must be UTF-8 once percent-decoded, got {show(encoded)}"
+                )
+            if not name.strip() or (longest is not None and len(name) > longest):
+                sent = unquote_plus(value)
+                return _text(
+                    400,
+                    f"{parameter} must be {rule} (a comma within a name as %2C), got {show(sent)}",
+                )
+            names.add(name)
+    return frozenset(names)
 
 
 class _Endpoints:
@@ -128,7 +205,7 @@ class _Endpoints:
     def __init__(
         self, registry: MetricsSource | None, *, interval: float, max_connections: int
     ) -> None:
-        check_number("interval", interval, unit="seconds")
+        check_seconds("interval", interval)
         check_int("max_connections", max_connections, 1)
         self.registry = registry
         self.interval = float(interval)
@@ -138,6 +215,9 @@ class _Endpoints:
         self._closed = threading.Event()
         self._prometheus: CollectorRegistry | None = None
         self._reader: FleetReader | None = None
+        self._ticks = Ticks(registry)
+        #: The fleet's last read, as a tick (or the ``fleet`` event saying why it failed).
+        self._fleet_read: tuple[FleetBatch, Tick | bytes] | None = None
 
     @property
     def streams(self) -> int:
@@ -150,8 +230,10 @@ class _Endpoints:
         self._closed.set()
         with self._lock:
             reader, self._reader = self._reader, None
+            self._fleet_read = None
         if reader is not None:
             reader.close()
+        self._ticks.forget()
 
     # -- routing -------------------------------------------------------------------------------
 
@@ -173,14 +255,21 @@ class _Endpoints:
         return self._dashboard(path)
 
     def _stream(self, query: str) -> _Response | _Stream:
-        parameters = parse_qs(query, keep_blank_values=True)
-        scope = parameters.get("scope", ["local"])[-1]
+        parameters = _parameters(query)
+        scope = unquote_plus(parameters.get("scope", ["local"])[-1])
         if scope not in SCOPES:
             return _text(400, f"scope must be 'local' or 'fleet', got {show(scope)}")
+        filters: dict[str, frozenset[str] | None] = {}
+        for parameter, longest in (("keys", MAX_KEY_LENGTH), ("group", None)):
+            values = parameters.get(parameter)
+            names = None if values is None else _names(parameter, values, longest)
+            if isinstance(names, _Response):
+                return names
+            filters[parameter] = names
         interval = self.interval
         delays = parameters.get("delay")
         if delays:
-            delay = delays[-1]
+            delay = unquote_plus(delays[-1])
             try:
                 ms = int(delay)
             except ValueError:
@@ -196,7 +285,7 @@ class _Endpoints:
             refused = self._without_fleet_view()
             if refused is not None:
                 return refused
-        return _Stream(interval, scope)
+        return _Stream(interval, scope, filters["keys"], filters["group"])
 
     # -- the fleet -----------------------------------------------------------------------------
 
@@ -247,17 +336,45 @@ class _Endpoints:
             old.close()
         return reader
 
-    def _fleet_tick(self, metrics: Sequence[CommandMetrics]) -> bytes:
-        """A fleet-wide tick (``actors.fleet.view.fleet_events``); this node's messages if the
-        registry has no fleet any more (the default one was replaced)."""
+    def _fleet_tick(self, tick: Tick, stream: _Stream) -> bytes:
+        """A fleet-wide tick and a ping, as ``actors.fleet.view.fleet_events`` makes it: the
+        ``fleet`` event, then the fleet's sums, or this node's ``tick`` when Redis cannot be
+        read (or the registry has no fleet any more: the default one was replaced). Each read
+        of the fleet is rendered once for every stream."""
         fleet = self._fleet()
         reader = None if fleet is None else self._fleet_reader(fleet)
         if reader is None:
             status = {"scope": "fleet", "node": None, "connected": False, "error": "no fleet"}
-            return sse_event(status, "fleet") + batch(metrics)
-        from .fleet.view import fleet_events  # noqa: PLC0415 - the redis extra, imported already
+            return sse_event(status, "fleet") + tick.body(stream.keys, stream.groups, PING)
+        summed = self._read_fleet(reader, tick)
+        if isinstance(summed, bytes):  # the fleet event saying why: this node's messages
+            return summed + tick.body(stream.keys, stream.groups, PING)
+        return summed.body(stream.keys, stream.groups, PING)
 
-        return fleet_events(reader, metrics)
+    def _read_fleet(self, reader: FleetReader, tick: Tick) -> Tick | bytes:
+        """The reader's latest read as a tick (its ``fleet`` event first), or the ``fleet``
+        event saying why Redis could not be read."""
+        status: dict[str, Any] = {"scope": "fleet", "node": reader.fleet.node}
+        try:
+            read = reader.read(tick.keys)
+        except Exception as exc:  # a bug: this node's stream rather than none
+            logger.exception("stream.fleet_failed", error=repr(exc))
+            status.update(connected=False, error=f"the fleet could not be read: {exc!r}"[:200])
+            return sse_event(status, "fleet")
+        with self._lock:
+            rendered = self._fleet_read
+        if rendered is None or rendered[0] is not read:
+            if read.error is None:
+                status.update(connected=True, nodes=len(read.nodes))
+                event = sse_event(status, "fleet")
+                rendered = (read, Tick.of_messages(read.messages, head=event))
+            else:
+                status.update(connected=False, error=read.error)
+                rendered = (read, sse_event(status, "fleet"))
+            with self._lock:
+                if not self._closed.is_set():
+                    self._fleet_read = rendered
+        return rendered[1]
 
     def _metrics(self, accept: str) -> _Response:
         module = _optional("actors.prometheus")
@@ -309,24 +426,65 @@ class _Endpoints:
         with self._lock:
             self._streams -= 1
             streams = self._streams
+            if streams == 0:
+                self._fleet_read = None
+        if streams == 0:  # the rendered messages would only take memory until the next stream
+            self._ticks.forget()
         logger.debug("stream.closed", streams=streams)
 
-    def tick(self, scope: str = "local") -> bytes | None:
-        """One batch and a ping; None when the stream should end."""
+    @property
+    def ticks_made(self) -> int:
+        """Ticks made since the app started, shared by all its streams."""
+        return self._ticks.made
+
+    def next_tick(self, sender: _Sender) -> bytes | None:
+        """The next tick's bytes for a stream (its messages and a ping); None when the stream
+        should end. The app's latest tick if it is fresh; else, for a stream of a few keys,
+        a tick of those keys read one by one; else the app's next tick."""
         if self._closed.is_set():
             return None
+        stream = sender.stream
+        # A stream's first tick is no older than the app's interval either (a stream of a long
+        # ?delay= would otherwise start with a tick as old as its delay).
+        fresh = stream.interval if sender.sent is not None else min(stream.interval, self.interval)
         try:
-            metrics = snapshots(self.registry)
+            tick = None
+            if stream.keys is not None and stream.scope == "local":
+                tick = self._ticks.fresh(sender.sent, fresh)
+                if tick is None:
+                    if sender.renderer is None:
+                        sender.renderer = Renderer()
+                    tick = tick_of_keys(self.registry, stream.keys, sender.renderer)
+            if tick is None:
+                tick = self._ticks.next(sender.sent, fresh)
         except Exception as error:  # a shut-down registry, or a bug: end this stream
             logger.warning("stream.ended", error=repr(error))
             return None
-        if scope == "fleet":
-            return self._fleet_tick(metrics) + PING
-        return batch(metrics) + PING
+        sender.sent = tick
+        if stream.scope == "fleet":
+            return self._fleet_tick(tick, stream)
+        return tick.body(stream.keys, stream.groups, PING)
 
-    def wait(self, interval: float) -> bool:
+    def tick(
+        self,
+        scope: str = "local",
+        keys: Iterable[str] | None = None,
+        groups: Iterable[str] | None = None,
+    ) -> bytes | None:
+        """One tick's messages (of ``keys`` and ``groups`` if given) and a ping, as a stream
+        sends it: the latest tick if it is at most ``interval`` old; None when the stream
+        should end."""
+        stream = _Stream(
+            self.interval,
+            scope,
+            None if keys is None else frozenset(keys),
+            None if groups is None else frozenset(groups),
+        )
+        return self.next_tick(_Sender(stream))
+
+    def wait(self, seconds: float) -> bool:
         """Sleep until the next tick; True if the endpoints were closed meanwhile."""
-        return self._closed.wait(interval)
+        return self._closed.wait(min(max(seconds, 0.0), threading.TIMEOUT_MAX))
 
 
 def _to_the_mount_point(mount: str, query: str) -> _Response:
@@ -352,21 +510,18 @@ def _optional(name: str) -> ModuleType | ImportError:
 class _WsgiStream:
     """The stream's body for WSGI: one tick per item; ``close()`` frees the connection slot."""
 
-    def __init__(self, endpoints: _Endpoints, interval: float, scope: str = "local") -> None:
+    def __init__(self, endpoints: _Endpoints, stream: _Stream) -> None:
         self._endpoints = endpoints
-        self._interval = interval
-        self._scope = scope
-        self._started = False
+        self._sender = _Sender(stream)
         self._open = True
 
     def __iter__(self) -> Iterator[bytes]:
         return self
 
     def __next__(self) -> bytes:
-        if self._open and self._started and self._endpoints.wait(self._interval):
+        if self._open and self._endpoints.wait(self._sender.wait()):
             self.close()
-        self._started = True
-        chunk = self._endpoints.tick(self._scope) if self._open else None
+        chunk = self._endpoints.next_tick(self._sender) if self._open else None
         if chunk is None:
             self.close()
             raise StopIteration
@@ -395,7 +550,7 @@ class WsgiApp(_Endpoints):
             refused = self.open_stream()
             if refused is None:
                 start_response(_status(200), list(_STREAM_HEADERS))
-                return _WsgiStream(self, response.interval, response.scope)
+                return _WsgiStream(self, response)
             response = refused
         start_response(_status(response.status), response.header_list())
         return [response.body]
@@ -470,15 +625,16 @@ class AsgiApp(_Endpoints):
             {"type": "http.response.start", "status": 200, "headers": _encode(_STREAM_HEADERS)}
         )
         gone = asyncio.ensure_future(_disconnected(receive))
+        sender = _Sender(stream)
         try:
             while True:
-                chunk = await asyncio.to_thread(self.tick, stream.scope)
+                chunk = await asyncio.to_thread(self.next_tick, sender)
                 if gone.done():
                     return
                 if chunk is None:
                     break
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                done, _ = await asyncio.wait({gone}, timeout=stream.interval)
+                done, _ = await asyncio.wait({gone}, timeout=sender.wait())
                 if done:
                     return
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -522,35 +678,16 @@ def asgi_app(
 # -- the standalone server -----------------------------------------------------------------------
 
 
-#: Seconds between the server loop's checks for ``shutdown()``: how long shutting down takes.
-_POLL_INTERVAL = 0.05
+class HttpServer(SupervisedWsgiServer):
+    """The standalone server: ``wsgiref``'s, one daemon thread per connection, serving a
+    ``WsgiApp`` from a supervised thread (``actors.http_server``)."""
 
-
-class _QuietHandler(WSGIRequestHandler):
-    """Logs requests through structlog at debug instead of writing them to stderr."""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("http.request", request=format % args, client=self.client_address[0])
-
-
-class HttpServer(ThreadingMixIn, WSGIServer):
-    """``wsgiref``'s server, one daemon thread per connection, serving a ``WsgiApp``."""
-
-    daemon_threads = True
+    app: WsgiApp
 
     def __init__(
         self, address: tuple[str, int], app: WsgiApp, family: socket.AddressFamily
     ) -> None:
-        self.address_family = family
-        super().__init__(address, _QuietHandler)
-        self.app = app
-        self.set_app(app)
-
-    def shutdown(self) -> None:
-        """End the open streams at once, stop serving and close the socket."""
-        self.app.close()
-        super().shutdown()
-        self.server_close()
+        super().__init__(address, app, family)
 
 
 def start_http_server(
@@ -564,18 +701,15 @@ def start_http_server(
     """Serve ``wsgi_app(registry, ...)`` on ``addr:port`` from a daemon thread.
 
     ``port=0`` picks a free port: read it from ``server.server_port``. ``server.shutdown()``
-    ends open streams, stops the thread and closes the socket.
+    ends open streams, stops the thread and closes the socket. The thread is supervised
+    (``actors.http_server``): an exception escaping the server's loop is logged
+    (``http.restarted``) and the loop started again; a request's fault is logged
+    (``http.request_failed``) and ends that request only.
     """
     check_int("port", port, 0, 65_535)
     app = wsgi_app(registry, interval=interval, max_connections=max_connections)
     family = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM)[0][0]
     server = HttpServer((addr, port), app, family)
-    thread = threading.Thread(
-        target=server.serve_forever,
-        kwargs={"poll_interval": _POLL_INTERVAL},
-        name=f"hystrix-http:{server.server_port}",
-        daemon=True,
-    )
-    thread.start()
+    thread = serve(server)
     logger.info("http.started", addr=addr, port=server.server_port)
     return server, thread

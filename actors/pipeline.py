@@ -27,7 +27,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from supervision import EventType, FallbackFailedError
-from supervision.checks import check_int, check_number, show
+from supervision.checks import MAX_SECONDS, check_int, check_number, show
 
 from .messages import Reply
 from .registry import CommandRegistry
@@ -43,7 +43,7 @@ def _check_stage_key(key: object) -> None:
 
 def _check_stage_timeout(timeout: object) -> None:
     if timeout is not None:
-        check_number("timeout", timeout, unit="seconds", suffix=" or None")
+        check_number("timeout", timeout, unit="seconds", high=MAX_SECONDS, suffix=" or None")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -198,7 +198,7 @@ class Pipeline:
                 msg = f"stage {position} must be a Stage or a FanOut, got {show(stage)}"
                 raise TypeError(msg)
         if budget is not None:
-            check_number("budget", budget, unit="seconds", suffix=" or None")
+            check_number("budget", budget, unit="seconds", high=MAX_SECONDS, suffix=" or None")
         if fallback is not None and not callable(fallback):
             msg = (
                 f"fallback must be None or a callable (payload, error, trace), got {show(fallback)}"

@@ -39,14 +39,14 @@ from .commands import Command
 from .event_loop import KeyLoop
 from .gate import Gate, Stuck
 from .log import Log, log_transitions, logger, ms
-from .messages import Refill, Reply
+from .messages import Refill, Reply, Retire
 from .ticket import Ticket
 from .tracing import CallTrace, Tracer
 
 if TYPE_CHECKING:
     from .watchdog import Watchdog
 
-__all__ = ["CommandPort", "Running", "TransitionListener"]
+__all__ = ["CommandPort", "Passivation", "Running", "TransitionListener"]
 
 #: Called with (key, transition) on every circuit transition.
 TransitionListener = Callable[[str, Transition], None]
@@ -69,6 +69,23 @@ class Running(Protocol):
     awaiting: bool
     #: The worker's thread, once started.
     thread: threading.Thread | None
+
+
+class Passivation:
+    """A port's passivation state, in one slotted object: past 29 attributes, every port's
+    instance dict would take about 1.3 KB more, for each of thousands of keys."""
+
+    __slots__ = ("armed", "lock", "start", "token")
+
+    def __init__(self) -> None:
+        #: Starts the key's supervisor (given by the registry actor: the port never names the
+        #: supervisor); None: the key is never passivated.
+        self.start: Callable[[], pykka.ActorRef[Any]] | None = None
+        #: Serialises passivation and the start of a supervisor (wake, revive).
+        self.lock = threading.Lock()
+        #: The idle check that is current (an older one ends), and whether one is due.
+        self.token = 0
+        self.armed = False
 
 
 class CommandPort:
@@ -127,6 +144,8 @@ class CommandPort:
         self.warned_in_loop = False
         #: The key's event loop for ``async def run`` (its thread starts on first need).
         self.loop = KeyLoop(f"hystrix-async-{key}")
+        #: How the key passivates and starts again (``start`` is set by the registry actor).
+        self.passivation = Passivation()
 
     # -- the caller's side ---------------------------------------------------------------------
 
@@ -235,8 +254,11 @@ class CommandPort:
             self.log_per_call(logging.ERROR, "tracer.failed", error=repr(exc))
 
     def hand_back(self, ticket: Ticket) -> None:
-        """Give a call to the supervisor to place; if it is dead, answer "unavailable"."""
-        supervisor = self.supervisor
+        """Give a call to the supervisor to place, starting one first if the key is passivated;
+        if it is dead, answer "unavailable"."""
+        # asleep is read first: admitted after the key passivated, this call must not reach
+        # the supervisor being stopped (``wake`` sets the new one before it clears asleep)
+        supervisor = self.wake() if self.gate.asleep else self.supervisor
         try:
             if supervisor is None:
                 raise pykka.ActorDeadError(self.key)
@@ -359,6 +381,8 @@ class CommandPort:
             CommandError(str(gone), key=self.key, reason=gone.reason),
             ticket.context.copy(),  # the caller's context, fresh: not the worker's copy
         )
+        if not self.passivation.armed:  # a loop started for a key that is asleep (semaphore)
+            self.watch_idle()
         if not call.ended.wait(max(0.0, ticket.deadline - self.clock())):
             loop.cancel(call)
             call.ended.wait()  # ends when run has handled its CancelledError (or the loop stops)
@@ -409,6 +433,111 @@ class CommandPort:
             self.check_stuck_at(self.clock() + self.grace(), ticket)
         elif verdict is Stuck.LOST:
             self.log.warning("command.lost_call_freed")
+
+    # -- passivation ---------------------------------------------------------------------------
+
+    def watch_idle(self, *, renew: bool = False) -> None:
+        """Look, ``passivate_after`` seconds from now, whether the key has been idle that long
+        (a job on the registry's timer: no thread of its own), unless a look is due already;
+        ``renew``: replace the look due (the setting changed)."""
+        state = self.passivation
+        with state.lock:
+            if state.armed and not renew:
+                return
+            state.token += 1
+            after = self.config.supervision.passivate_after
+            if after is None or self.closed is not None or state.start is None:
+                state.armed = False
+                return
+            state.armed = True
+            job = functools.partial(self._idle_check, state.token)
+            self.timer.call_at(time.monotonic() + after, job)
+
+    def _idle_check(self, token: int) -> None:
+        """Passivate the key if it has been idle for ``passivate_after`` seconds: stop its
+        workers, its supervisor and its event loop's thread, keeping this port and the gate
+        (breaker, windows, counts, config). Else look again when it could be."""
+        state = self.passivation
+        with state.lock:
+            if token != state.token:
+                return  # a newer look replaced this one
+            after = self.config.supervision.passivate_after
+            if after is None or self.closed is not None:
+                state.armed = False
+                return
+            idle_since = self.gate.idle_since
+            # restarting or down: the registry owns the supervisor; look again later
+            if self.down is not None:
+                verdict: list[pykka.ActorRef[Any]] | float = time.monotonic() + after
+            else:
+                verdict = self.gate.passivate(after)
+            if isinstance(verdict, float):
+                self.timer.call_at(verdict, functools.partial(self._idle_check, token))
+                return
+            state.armed = False
+            supervisor, self.supervisor = self.supervisor, None
+            loop_stopped = self.loop.suspend()
+        for worker in verdict:
+            with contextlib.suppress(pykka.ActorDeadError):
+                worker.tell(Retire())
+        if supervisor is not None:  # it retires its other workers (see CommandActor)
+            with contextlib.suppress(pykka.ActorDeadError):
+                supervisor.stop(block=False)
+        if supervisor is not None or loop_stopped:
+            self.log.debug("command.passivated", idle_ms=ms(time.monotonic() - idle_since))
+
+    def wake(self) -> pykka.ActorRef[Any] | None:
+        """The key's supervisor for a call admitted while the key was passivated: the first
+        such caller starts a new one (the others wait for it on the lock), and idleness is
+        watched again. None if the key is closed or no supervisor could be started."""
+        with self.passivation.lock:
+            if not self.gate.asleep:
+                return self.supervisor  # woken a moment ago by another caller
+            start = self.passivation.start
+            if self.closed is not None or start is None:
+                return None
+            idle = time.monotonic() - self.gate.idle_since
+            try:
+                supervisor = self.supervisor = start()
+            except Exception as exc:  # no thread to be had: this call is answered unavailable
+                self.log.error("command.reactivation_failed", error=repr(exc))
+                return None
+            self.gate.awaken()  # after the supervisor is set: see hand_back
+        self.log.debug("command.reactivated", idle_ms=ms(idle))
+        self.watch_idle()
+        return supervisor
+
+    def revive(self) -> bool:
+        """Start a supervisor in place of a dead one (the registry, after a backoff or on
+        ``restart(key)``); False if the key is closed or passivated (its next call starts one)
+        or its supervisor is alive."""
+        with self.passivation.lock:
+            start = self.passivation.start
+            if self.closed is not None or self.gate.asleep or start is None:
+                return False
+            supervisor = self.supervisor
+            if supervisor is not None and supervisor.is_alive():
+                return False
+            self.supervisor = start()
+            self.down = None
+            self.status = "up"
+        self.watch_idle()
+        return True
+
+    def tell_supervisor(self, message: object) -> None:
+        """Tell the key's supervisor, if it has one (a passivated key has none: the one its next
+        call starts reads this port)."""
+        with self.passivation.lock:
+            supervisor = self.supervisor
+            if supervisor is not None:
+                with contextlib.suppress(pykka.ActorDeadError):
+                    supervisor.tell(message)
+
+    def current_supervisor(self) -> pykka.ActorRef[Any] | None:
+        """The key's supervisor, read once no supervisor is being started (for the registry
+        stopping a closed key: a caller waking it then finds it closed)."""
+        with self.passivation.lock:
+            return self.supervisor
 
     # -- fallbacks -----------------------------------------------------------------------------
 

@@ -2,6 +2,11 @@
 
 Every change of the key map goes through its mailbox: registration, configuration, the first
 route to a key (which builds the port and starts the key's supervisor), reset and stop.
+
+A port outlives its supervisor: the registry gives it a way to start one, so a key that
+passivated (idle for ``passivate_after``) is started again by its next caller without a hop
+through this actor. A key whose calls run on their callers' threads (semaphore isolation) starts
+passivated: its supervisor is started only if its configuration turns to thread isolation.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from supervision import (
     CommandError,
     Directive,
     Health,
+    Isolation,
     Restarts,
     UnknownCommandError,
     monotonic,
@@ -163,13 +169,15 @@ class RegistryActor(pykka.ThreadingActor):
         self._configs[key] = config
         port = self._ports.get(key)
         if port is not None:
+            passivate_after = port.config.supervision.passivate_after
             port.reconfigure(config)
             restarts = self._restarts.get(key)
             if restarts is not None:
                 restarts.policy = config.supervision
-            if port.supervisor is not None:
-                with contextlib.suppress(pykka.ActorDeadError):  # restarting: it reads the port
-                    port.supervisor.tell(Reconfigure(config))
+            # none while restarting or passivated: the next one reads the port
+            port.tell_supervisor(Reconfigure(config))
+            if config.supervision.passivate_after != passivate_after:
+                port.watch_idle(renew=True)
 
     def _config_for(self, key: str, registration: Register) -> CommandConfig:
         config = self._configs.get(key)
@@ -197,7 +205,13 @@ class RegistryActor(pykka.ThreadingActor):
                 listeners=self._listeners,
                 tracer=self._tracer,
             )
-            port.supervisor = CommandActor.start(port, self.actor_ref)
+            start = functools.partial(CommandActor.start, port, self.actor_ref)
+            port.passivation.start = start
+            if port.config.isolation is Isolation.SEMAPHORE:
+                port.gate.asleep = True  # no worker needed: started only if that changes
+            else:
+                port.supervisor = start()
+                port.watch_idle()
             self._ports[key] = port
         if function_style and not issubclass(port.command_class, FunctionCommand):
             msg = (
@@ -271,14 +285,10 @@ class RegistryActor(pykka.ThreadingActor):
             self.actor_ref.tell(message)
 
     def _revive(self, key: str, port: CommandPort) -> None:
-        if self._ports.get(key) is not port or port.closed is not None:
+        if self._ports.get(key) is not port:
             return
-        if port.supervisor is not None and port.supervisor.is_alive():
-            return
-        port.supervisor = CommandActor.start(port, self.actor_ref)
-        port.down = None
-        port.status = "up"
-        port.log.info("supervisor.restarted", generation=port.gate.generation)
+        if port.revive():  # False: closed, passivated (its next call starts it), or alive
+            port.log.info("supervisor.restarted", generation=port.gate.generation)
 
     def _restart(self, key: str) -> str:
         """Revive a key that is down; the status it has afterwards."""
@@ -301,8 +311,9 @@ class RegistryActor(pykka.ThreadingActor):
         for port in ports:
             port.closed = reason
         for port in ports:
-            if port.supervisor is not None:
-                port.supervisor.stop(block=True)
+            supervisor = port.current_supervisor()  # a caller waking it now finds it closed
+            if supervisor is not None:
+                supervisor.stop(block=True)
             if sweep:
                 port.swept += port.sweep(reason)
 

@@ -12,12 +12,17 @@ Turbine can add hosts up (``reportingHosts`` is 1 per process). The fleet-wide s
 Beyond Hystrix's fields, a command message carries ``circuitState`` ("closed", "open",
 "half_open": Hystrix's ``isCircuitBreakerOpen`` cannot say half-open), ``status`` ("up",
 "restarting", "down") and ``zombieCount``.
+
+A ``Renderer`` makes the ticks a server sends: it keeps each key's rendered messages and renders
+a key again only when its metrics changed since the previous tick (an idle key's messages are
+the same but for ``currentTime``, which is written anew). A ``Tick`` holds every key's message
+apart, so a connection that asked for some keys or groups only picks their pieces.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from supervision import CircuitState, EventType
@@ -30,9 +35,12 @@ __all__ = [
     "POOL_SUMS",
     "ROLLING_COUNTS",
     "MetricsSource",
+    "Renderer",
+    "Tick",
     "batch",
     "command_message",
     "pool_message",
+    "resolve",
     "snapshots",
     "sse_event",
 ]
@@ -58,14 +66,19 @@ def use_default_source(factory: Callable[[], MetricsSource]) -> None:
     _default_source = factory
 
 
-def snapshots(source: MetricsSource | None) -> Sequence[CommandMetrics]:
-    """Every used key's metrics now, from ``source`` (None: the default registry)."""
+def resolve(source: MetricsSource | None) -> MetricsSource:
+    """``source``, or the default registry for None."""
     if source is None:
         if _default_source is None:  # pragma: no cover - importing actors imports the registry
             msg = "no default registry: import actors first"
             raise RuntimeError(msg)
-        source = _default_source()
-    return source.all_metrics()
+        return _default_source()
+    return source
+
+
+def snapshots(source: MetricsSource | None) -> Sequence[CommandMetrics]:
+    """Every used key's metrics now, from ``source`` (None: the default registry)."""
+    return resolve(source).all_metrics()
 
 
 #: Stream field -> the event type it counts (within the rolling window).
@@ -174,7 +187,7 @@ def command_message(m: CommandMetrics) -> dict[str, Any]:
             "propertyValue_circuitBreakerForceClosed": config.force_closed,
             "propertyValue_circuitBreakerEnabled": True,
             # Every call runs on a worker actor's thread.
-            "propertyValue_executionIsolationStrategy": "THREAD",
+            "propertyValue_executionIsolationStrategy": config.isolation.value.upper(),
             "propertyValue_executionIsolationThreadTimeoutInMilliseconds": timeout_ms,
             "propertyValue_executionTimeoutInMilliseconds": timeout_ms,
             # A Python thread cannot be interrupted: a timed-out run goes on (see zombieCount).
@@ -229,20 +242,205 @@ def pool_message(m: CommandMetrics) -> dict[str, Any]:
     }
 
 
+def _json(message: Mapping[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
 def sse_event(message: Mapping[str, Any], event: str | None = None) -> bytes:
     """One server-sent event: ``data: <json>`` and a blank line; with ``event``, a named event
     (``event: <name>`` first), which ``EventSource.onmessage`` and the Hystrix Dashboard skip."""
-    data = b"data: " + json.dumps(message, separators=(",", ":")).encode() + b"\n\n"
+    data = b"data: " + _json(message) + b"\n\n"
     return data if event is None else b"event: " + event.encode() + b"\n" + data
+
+
+def _around_time(message: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    """``sse_event(message)`` cut around the value of its ``currentTime`` (an int): the bytes
+    before it and after it. Within JSON, ``"currentTime":`` can only be the field's name (a
+    quote inside a string is escaped)."""
+    data = sse_event(message)
+    start = data.index(_TIME_FIELD) + len(_TIME_FIELD)
+    end = start + len(b"%d" % message["currentTime"])
+    return data[:start], data[end:]
+
+
+#: The time field as the JSON of a message spells it.
+_TIME_FIELD = b'"currentTime":'
+
+
+def _command_inputs(m: CommandMetrics) -> tuple[Any, ...]:
+    """Everything ``command_message`` reads but the key and the time."""
+    return (
+        m.group,
+        m.state,
+        m.status,
+        m.error_percent,
+        m.errors,
+        m.requests,
+        m.counts,
+        m.in_flight,
+        m.rolling_max_in_flight,
+        m.zombies,
+        m.latency_execute,
+        m.latency_total,
+        m.pool.name,
+        m.config,
+    )
+
+
+def _pool_inputs(m: CommandMetrics) -> tuple[Any, ...]:
+    """Everything ``pool_message`` reads but the time."""
+    p = m.pool
+    return (
+        p.name,
+        p.active,
+        p.queued,
+        p.pool_size,
+        p.largest_pool_size,
+        p.max_pool_size,
+        p.completed,
+        p.rolling_executed,
+        p.rolling_max_active,
+        p.rolling_rejected,
+        p.queue_size,
+        m.config.rolling_window,
+    )
+
+
+#: A rendered message, kept from one tick to the next: what it was rendered from (its
+#: inputs), and its event around the value of its ``currentTime``.
+_Rendered = tuple[tuple[Any, ...], bytes, bytes]
+
+#: A tick's command: (key, group, pool, its event as parts to join).
+_Command = tuple[str, str, str, tuple[bytes, ...]]
+
+
+class Tick:
+    """One tick of the stream, rendered once for every connection that sends it.
+
+    ``commands`` holds each key's ``HystrixCommand`` event as (key, group, pool, the event's
+    bytes in parts), in the order the source gave them (by key); ``pools`` each pool's
+    ``HystrixThreadPool`` event (in parts), in the order the commands first name them. ``at``
+    is when the tick was made (the ``time.monotonic`` of whoever made it); ``head`` what is sent
+    before the commands (the fleet-wide stream's ``fleet`` event).
+    """
+
+    __slots__ = ("_positions", "_whole", "at", "commands", "head", "pools")
+
+    def __init__(
+        self,
+        commands: Sequence[_Command],
+        pools: Mapping[str, tuple[bytes, ...]],
+        at: float = 0.0,
+        head: bytes = b"",
+    ) -> None:
+        self.commands = commands
+        self.pools = pools
+        self.at = at
+        self.head = head
+        self._whole: dict[bytes, bytes] = {}
+        self._positions: dict[str, int] | None = None
+
+    @classmethod
+    def of_messages(
+        cls, messages: Iterable[Mapping[str, Any]], at: float = 0.0, head: bytes = b""
+    ) -> Tick:
+        """A tick of ready-made messages (the fleet's sums): commands and pools by ``type``."""
+        commands: list[_Command] = []
+        pools: dict[str, tuple[bytes, ...]] = {}
+        for message in messages:
+            if message.get("type") == "HystrixCommand":
+                key, group, pool = message["name"], message["group"], message["threadPool"]
+                commands.append((key, group, pool, (sse_event(message),)))
+            elif message.get("type") == "HystrixThreadPool":
+                pools.setdefault(message["name"], (sse_event(message),))
+        return cls(commands, pools, at, head)
+
+    @property
+    def keys(self) -> list[str]:
+        """The keys the tick has a command message of."""
+        return [command[0] for command in self.commands]
+
+    def body(
+        self,
+        keys: Collection[str] | None = None,
+        groups: Collection[str] | None = None,
+        end: bytes = b"",
+    ) -> bytes:
+        """The tick's events: ``head``, every command, then every pool, then ``end``. With
+        ``keys`` (command keys) and/or ``groups`` (command groups), only the commands that
+        match both, then their pools. The whole tick is joined once, whoever asks."""
+        if keys is None and groups is None:
+            whole = self._whole.get(end)
+            if whole is None:
+                whole = self._whole[end] = self._join(self.commands, end)
+            return whole
+        chosen: Iterable[_Command] = self.commands
+        if keys is not None:
+            positions = self._positions
+            if positions is None:
+                positions = self._positions = {c[0]: n for n, c in enumerate(self.commands)}
+            chosen = [
+                self.commands[n] for n in sorted(positions[k] for k in keys if k in positions)
+            ]
+        if groups is not None:
+            chosen = [c for c in chosen if c[1] in groups]
+        return self._join(chosen, end)
+
+    def _join(self, commands: Iterable[_Command], end: bytes) -> bytes:
+        parts = [self.head]
+        pools: dict[str, None] = {}
+        for command in commands:
+            parts += command[3]
+            pools[command[2]] = None
+        every = self.pools
+        for name in pools:
+            parts += every.get(name, ())
+        parts.append(end)
+        return b"".join(parts)
+
+
+class Renderer:
+    """Renders ticks, keeping each key's messages from one tick to the next: a key whose
+    metrics did not change is not rendered again, only its ``currentTime`` is written anew.
+
+    One caller at a time (a server makes its ticks one at a time for all its connections).
+    """
+
+    __slots__ = ("_commands", "_pools")
+
+    def __init__(self) -> None:
+        self._commands: dict[str, _Rendered] = {}
+        self._pools: dict[str, _Rendered] = {}
+
+    def tick(self, metrics: Iterable[CommandMetrics], at: float = 0.0) -> Tick:
+        """A tick of ``metrics``: a command message per key, a pool message per pool (the
+        first key naming it gives it); the same bytes as ``batch``."""
+        old_commands, old_pools = self._commands, self._pools
+        rendered_commands: dict[str, _Rendered] = {}
+        rendered_pools: dict[str, _Rendered] = {}
+        commands: list[_Command] = []
+        pools: dict[str, tuple[bytes, ...]] = {}
+        for m in metrics:
+            now = b"%d" % _ms(m.time)
+            inputs = _command_inputs(m)
+            rendered = old_commands.get(m.key)
+            if rendered is None or rendered[0] != inputs:
+                rendered = (inputs, *_around_time(command_message(m)))
+            rendered_commands[m.key] = rendered
+            pool = m.pool.name
+            commands.append((m.key, m.group, pool, (rendered[1], now, rendered[2])))
+            if pool in pools:
+                continue
+            inputs = _pool_inputs(m)
+            rendered = old_pools.get(pool)
+            if rendered is None or rendered[0] != inputs:
+                rendered = (inputs, *_around_time(pool_message(m)))
+            rendered_pools[pool] = rendered
+            pools[pool] = (rendered[1], now, rendered[2])
+        self._commands, self._pools = rendered_commands, rendered_pools
+        return Tick(commands, pools, at)
 
 
 def batch(metrics: Iterable[CommandMetrics]) -> bytes:
     """One tick of the stream: a command message per key, then a pool message per pool."""
-    snapshots = list(metrics)
-    events = [sse_event(command_message(m)) for m in snapshots]
-    pools: set[str] = set()
-    for m in snapshots:
-        if m.pool.name not in pools:
-            pools.add(m.pool.name)
-            events.append(sse_event(pool_message(m)))
-    return b"".join(events)
+    return Renderer().tick(metrics).body()

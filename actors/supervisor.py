@@ -8,6 +8,9 @@ die (per the key's ``SupervisionPolicy``: one_for_one or one_for_all, within the
 intensity) and stuck workers that were abandoned. Past the intensity it escalates: it stops
 itself and the registry decides. When it stops for any reason it answers every call of its key
 still in flight and stops its workers (a busy one ends when its ``run`` returns).
+
+When its key passivates (idle for ``passivate_after``), the port stops it as planned: it retires
+its workers and tells nobody; the key's next call starts a new supervisor through the port.
 """
 
 from __future__ import annotations
@@ -47,7 +50,9 @@ class CommandActor(SupervisedActor):
         self._log.debug("supervisor.started", generation=self._generation)
 
     def on_receive(self, message: Any) -> None:
-        if isinstance(message, Ticket):
+        if self._port.supervisor is not self.actor_ref and self._port.closed is None:
+            self._superseded(message)
+        elif isinstance(message, Ticket):
             self._place(message)
         elif isinstance(message, WorkerExited):
             self._worker_died(message)
@@ -58,6 +63,18 @@ class CommandActor(SupervisedActor):
         elif isinstance(message, Reconfigure):
             self._restarts.policy = message.config.supervision
             self._resize()
+        elif isinstance(message, Crash):
+            raise message.error
+
+    def _superseded(self, message: Any) -> None:
+        """Its key passivated: the gate now belongs to the supervisor the key's next call starts
+        (or to none). A call still sent here goes back to the port; a crash order is obeyed; the
+        rest (its old workers' notices, a resize) is left to the successor."""
+        if isinstance(message, Ticket):
+            if message.settled:  # answered already: only its slot, if it still holds one
+                self._port.gate.release(message)
+            else:
+                self._port.hand_back(message)
         elif isinstance(message, Crash):
             raise message.error
 
@@ -156,12 +173,33 @@ class CommandActor(SupervisedActor):
 
     # -- ending --------------------------------------------------------------------------------
 
+    def _passivated(self) -> None:
+        """Stopped by its key's passivation (the port no longer names it): retire the workers,
+        give calls told to it after the stop back to the port (which starts a successor for
+        them); a planned stop, reported to nobody. The gate is the successor's: untouched."""
+        stranded = []
+        while not self.actor_inbox.empty():
+            message = self.actor_inbox.get().message
+            if isinstance(message, Ticket):
+                stranded.append(message)
+        for worker in self._workers:
+            with contextlib.suppress(pykka.ActorDeadError):
+                worker.tell(Retire())
+        self._workers.clear()
+        if self._error is not None:
+            self._log.error("supervisor.died", error=repr(self._error))
+        for ticket in stranded:
+            self._superseded(ticket)
+
     def _exited(self) -> None:
         """Answer every call of the key still in flight, stop the workers; if the registry did
         not ask for this stop, tell it (it restarts this supervisor after a backoff)."""
         port = self._port
         planned = port.closed is not None
-        if not planned and port.supervisor is self.actor_ref:
+        if not planned and port.supervisor is not self.actor_ref:
+            self._passivated()
+            return
+        if not planned:
             port.status = "restarting"
             port.down = CommandError(
                 f"command {port.key!r} is unavailable: its supervisor is restarting",

@@ -126,14 +126,16 @@ class Ticket:
         """True once someone has claimed the ticket."""
         return self._claim.locked()
 
-    def answer(self, reply: Reply) -> None:
-        """Deliver the reply (only the claimer calls this)."""
+    def answer(self, reply: Reply, *, counted: bool = False) -> None:
+        """Deliver the reply (only the claimer calls this); ``counted``: its events and latency
+        are counted already (``Gate.succeed``)."""
         self.reply = reply
         self.answered = True
         port = self.port
         port.tracked.discard(self)
         try:
-            port.replied(reply)  # counted before the caller wakes, so it sees its own call
+            if not counted:
+                port.replied(reply)  # counted before the caller wakes: it sees its own call
             if self.trace is not None:
                 port.trace_ended(self.trace, reply)
         finally:  # whatever happens, the caller is answered
@@ -146,8 +148,16 @@ class Ticket:
                 self._done.release()
 
     def wait(self, timeout: float | None) -> Reply | None:
-        """The reply, waiting up to ``timeout`` seconds (None: as long as it takes)."""
-        if self._done.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
+        """The reply, waiting up to ``timeout`` seconds (None: as long as it takes). A wait
+        longer than ``threading.TIMEOUT_MAX`` (about 292 years) is cut to it rather than
+        raising ``OverflowError``; a negative or NaN one does not wait."""
+        if timeout is None:
+            timeout = -1.0
+        elif not timeout > 0.0:
+            timeout = 0.0
+        elif timeout > threading.TIMEOUT_MAX:
+            timeout = threading.TIMEOUT_MAX
+        if self._done.acquire(timeout=timeout):
             self._done.release()  # stays answered for any later wait
             return self.reply
         return None

@@ -7,15 +7,24 @@ and the reported figure is the median over rounds.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
+import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Case", "Latency", "measure_latencies", "percentile", "timer_overhead_ns"]
+__all__ = [
+    "Case",
+    "Latency",
+    "measure_latencies",
+    "percentile",
+    "pinned_to_one_cpu",
+    "timer_overhead_ns",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +65,29 @@ def _run_chunk(case: Case, start: int, count: int, out: list[int]) -> None:
         if value != expected(i):
             msg = f"{case.name}: call({i}) returned {value!r}, expected {expected(i)!r}"
             raise RuntimeError(msg)
+
+
+@contextlib.contextmanager
+def pinned_to_one_cpu() -> Iterator[int | None]:
+    """Run every thread of this process (and those started meanwhile) on one CPU; yield it
+    (None where affinity cannot be set). On one CPU a hand-off between two threads is a context
+    switch; across CPUs it is a wake-up of the other core, whose cost swings several-fold with
+    how deeply that core sleeps, so which core the scheduler picked would decide the ratios."""
+    if not hasattr(os, "sched_setaffinity"):
+        yield None
+        return
+    tasks = [int(tid) for tid in os.listdir("/proc/self/task")]
+    before = {tid: os.sched_getaffinity(tid) for tid in tasks}
+    cpu = min(os.sched_getaffinity(0))
+    for tid in tasks:
+        with contextlib.suppress(OSError):  # a thread that ended since
+            os.sched_setaffinity(tid, {cpu})
+    try:
+        yield cpu
+    finally:
+        for tid in (int(t) for t in os.listdir("/proc/self/task")):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(tid, before.get(tid, before[os.getpid()]))
 
 
 def timer_overhead_ns(samples: int = 20_000) -> int:

@@ -32,6 +32,7 @@ __all__ = [
     "OverloadedCommand",
     "ParkedCommand",
     "QuietOverloadedCommand",
+    "SemaphoreEchoCommand",
     "SlowDependencyCommand",
     "WideFallbackOverloadedCommand",
     "call_dependency",
@@ -64,6 +65,13 @@ class EchoCommand(Command):
 
     def fallback(self, payload: Any, error: BaseException) -> Any:
         return FALLBACK
+
+
+class SemaphoreEchoCommand(EchoCommand):
+    """The success path under semaphore isolation: ``run`` on the caller's thread."""
+
+    key = "bench.echo.semaphore"
+    config = CommandConfig(isolation="semaphore")
 
 
 class ForcedOpenCommand(Command):

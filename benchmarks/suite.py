@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pybreaker
 import pykka
 import structlog
 
@@ -26,7 +27,14 @@ from supervision.metrics import MAX_ACTIVE, MAX_IN_FLIGHT
 
 from .fleet import fleet_report
 from .fleet_plan import FleetPlan
-from .latency import Case, Latency, measure_latencies, percentile, timer_overhead_ns
+from .latency import (
+    Case,
+    Latency,
+    measure_latencies,
+    percentile,
+    pinned_to_one_cpu,
+    timer_overhead_ns,
+)
 from .overload import Load, Overload, measure_overload
 from .overload_report import (
     CONSTANT_RETURNED,
@@ -58,13 +66,18 @@ from .report import (
     OURS_CONTEXT,
     OURS_METRICS,
     OURS_REJECTED,
+    OURS_SEMAPHORE,
     OURS_SHORT_CIRCUIT,
     OURS_SUCCESS,
     OURS_THROUGHPUT,
     POOL_ALONE,
+    PYBREAKER_CALL,
+    UNPINNED,
     RunInfo,
     render,
 )
+from .scale import ScalePlan, scale_report
+from .stream_scale import StreamPlan, stream_report
 from .subjects import (
     DEPENDENCY_SPANS,
     FALLBACK,
@@ -78,6 +91,7 @@ from .subjects import (
     OverloadedCommand,
     ParkedCommand,
     QuietOverloadedCommand,
+    SemaphoreEchoCommand,
     SlowDependencyCommand,
     WideFallbackOverloadedCommand,
     call_dependency,
@@ -110,6 +124,10 @@ class Plan:
     overload_warmup_seconds: float = 0.25
     #: Fleet-wide circuits against a redis-server of the benchmark's own (``benchmarks.fleet``).
     fleet: FleetPlan = field(default_factory=FleetPlan.full)
+    #: Thousands of keys and passivation, each row in a process of its own (``benchmarks.scale``).
+    scale: ScalePlan = field(default_factory=ScalePlan.full)
+    #: The stream's tick at 100 / 2,000 / 10,000 keys, beside the landed code's.
+    stream: StreamPlan = field(default_factory=StreamPlan.full)
 
     @classmethod
     def full(cls) -> Plan:
@@ -140,6 +158,8 @@ class Plan:
             overload_solo_seconds=0.1,
             overload_warmup_seconds=0.1,
             fleet=FleetPlan.quick(),
+            scale=ScalePlan.quick(),
+            stream=StreamPlan.quick(),
         )
 
 
@@ -211,6 +231,7 @@ def _measure(plan: Plan) -> _Measured:
     parked, release = threading.Event(), threading.Event()
     try:
         registry.register(EchoCommand)
+        registry.register(SemaphoreEchoCommand)
         registry.register(ForcedOpenCommand)
         registry.register(ParkedCommand, parked, release)
         registry.register(SlowDependencyCommand)
@@ -253,11 +274,18 @@ def _measure(plan: Plan) -> _Measured:
             ask, key = registry.ask, EchoCommand.key
             return ask(key, ask(key, ask(key, i)))
 
+        breaker = pybreaker.CircuitBreaker()
+
+        def pybreaker_call(i: int) -> object:
+            return breaker.call(_identity, i)
+
         cases = [
             Case(BARE_FUNCTION, _identity, _identity),
             Case(BARE_ASK, ask_echo, _identity),
             Case(HAND_ROLLED, hand_rolled_echo, _identity),
             Case(OURS_SUCCESS, asking(EchoCommand.key), _identity),
+            Case(OURS_SEMAPHORE, asking(SemaphoreEchoCommand.key), _identity),
+            Case(PYBREAKER_CALL, pybreaker_call, _identity),
             Case(OURS_SHORT_CIRCUIT, asking(ForcedOpenCommand.key), _fallback_expected),
             Case(OURS_REJECTED, asking(ParkedCommand.key), _fallback_expected),
             Case(OURS_METRICS, record_metrics, _identity),
@@ -265,8 +293,25 @@ def _measure(plan: Plan) -> _Measured:
             Case(PIPELINE_RUN, pipeline_run, _identity),
             Case(SEQUENTIAL_ASKS, three_asks, _identity),
         ]
-        latencies = measure_latencies(
-            cases, rounds=plan.rounds, samples=plan.samples, chunk=plan.chunk, warmup=plan.warmup
+        with pinned_to_one_cpu():
+            latencies = measure_latencies(
+                cases,
+                rounds=plan.rounds,
+                samples=plan.samples,
+                chunk=plan.chunk,
+                warmup=plan.warmup,
+            )
+        latencies.update(
+            measure_latencies(
+                [
+                    Case(BARE_ASK + UNPINNED, ask_echo, _identity),
+                    Case(OURS_SUCCESS + UNPINNED, asking(EchoCommand.key), _identity),
+                ],
+                rounds=plan.rounds,
+                samples=plan.samples,
+                chunk=plan.chunk,
+                warmup=plan.warmup,
+            )
         )
 
         variants = [
@@ -429,6 +474,9 @@ def run(plan: Plan) -> str:
         overload = _measure_overload(plan)
     with _default_logging():
         fleet = fleet_report(plan.fleet)
+    scale = scale_report(plan.scale)
+    with _default_logging():
+        stream = stream_report(plan.stream)
     pybreaker_note = describe_pybreaker()
     leftover = _join_leftover_threads(5.0)
     if leftover:
@@ -479,4 +527,6 @@ def run(plan: Plan) -> str:
             f" {plan.warmup} warm-up calls per path, garbage collector off during the rounds"
         ),
     )
-    return render(info, measured.latencies, measured.throughputs, overload, pipelines, fleet)
+    return render(
+        info, measured.latencies, measured.throughputs, overload, pipelines, fleet, scale, stream
+    )

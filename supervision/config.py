@@ -17,15 +17,11 @@ __all__ = ["CommandConfig", "Isolation"]
 class Isolation(enum.StrEnum):
     """Where ``run`` executes (Hystrix's ``execution.isolation.strategy``)."""
 
-    #: On one of the key's (or its pool's) worker actors; the caller waits for its reply.
+    #: On one of the key's worker actors; the caller waits for its reply.
     THREAD = "thread"
     #: On the caller's own thread (or, for ``async def run`` awaited with ``ask_async``, in the
     #: caller's task); the bulkhead is a counter.
     SEMAPHORE = "semaphore"
-
-
-#: The longest pool name accepted (the same bound as a command key).
-MAX_POOL_NAME = 256
 
 
 def _exception_classes(name: str, value: object) -> tuple[type[BaseException], ...]:
@@ -84,11 +80,6 @@ class CommandConfig:
     fleet: FleetPolicy = dataclasses.field(default_factory=FleetPolicy)
     #: Where ``run`` executes: "thread" (a worker actor) or "semaphore" (the caller's thread).
     isolation: Isolation = Isolation.THREAD
-    #: The worker pool the key runs on (Hystrix's ``threadPoolKey``): keys naming the same pool
-    #: share its workers and its bulkhead (the pool's ``max_concurrent_requests`` and
-    #: ``queue_size`` are those of the key that started it), each keeping its own breaker and
-    #: metrics. None: the key's own pool.
-    pool: str | None = None
 
     def __post_init__(self) -> None:
         _check_seconds("timeout", self.timeout)
@@ -123,15 +114,6 @@ class CommandConfig:
                 allowed = ", ".join(repr(i.value) for i in Isolation)
                 msg = f"isolation must be one of {allowed}, got {show(self.isolation)}"
                 raise ValueError(msg) from None
-        pool = self.pool
-        if pool is not None and (
-            not isinstance(pool, str) or not pool.strip() or len(pool) > MAX_POOL_NAME
-        ):
-            msg = (
-                f"pool must be None or a non-blank string of at most {MAX_POOL_NAME}"
-                f" characters, got {show(pool)}"
-            )
-            raise ValueError(msg)
 
     def replace(self, **changes: Any) -> CommandConfig:
         """A copy with some fields changed (validated like the original)."""

@@ -9,7 +9,10 @@ in ``rolling_buckets``; latencies over 60 s in 6 buckets.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
+import sys
 from collections.abc import Iterable
 
 from .clock import Clock
@@ -63,12 +66,40 @@ MAX_IN_FLIGHT = EXECUTED + 1  # the most calls admitted at once (a maximum)
 MAX_ACTIVE = EXECUTED + 2  # the most calls inside ``run`` at once (a maximum)
 _COLUMNS = EXECUTED + 3
 
+#: The bucket id of a slot no bucket has used yet (no clock reading gives it). Such slots share
+#: one row and one bin dict, never written (a bucket's first record replaces them) and never
+#: read: an idle key of thousands keeps no empty rows.
+_UNUSED = -(1 << 62)
+_NO_ROW: list[int] = [0] * _COLUMNS
+_NO_BINS: dict[int, int] = {}
+
+
+def _until(ids: list[int], newest: int, n: int) -> int:
+    """The last newest bucket for which a window read at ``newest`` still holds, if nothing is
+    recorded meanwhile: until its oldest live bucket leaves, or a bucket beyond ``newest`` (a
+    record given a later ``now``) comes in."""
+    until = sys.maxsize
+    for bucket in ids:
+        if bucket > newest:
+            until = min(until, bucket - 1)
+        elif bucket >= 0 and bucket > newest - n:  # live: it leaves after bucket + n - 1
+            until = min(until, bucket + n - 1)
+    return until
+
+
+#: A read of rolling counters: (first and last newest bucket it holds for, sums, maxima).
+_Read = tuple[int, int, list[int], list[int]]
+
 
 class RollingCounters:
     """Per-bucket rows of counters (sums, or maxima for the ``MAX_*`` columns) over a rolling
-    window. Every record finds its bucket once; a row is allocated only when a bucket starts."""
+    window. Every record finds its bucket once; a row is allocated only when a bucket starts.
 
-    __slots__ = ("_clock", "_ids", "_n", "_rows", "_width")
+    Reads add the live buckets up once and keep the result until the next record, or until
+    the oldest bucket they counted leaves the window: reading a key left alone costs nothing.
+    """
+
+    __slots__ = ("_clock", "_ids", "_n", "_rows", "_seen", "_width")
 
     def __init__(self, window: float, buckets: int, clock: Clock) -> None:
         if not window > 0 or buckets < 1:
@@ -77,8 +108,11 @@ class RollingCounters:
         self._clock = clock
         self._n = buckets
         self._width = window / buckets
-        self._ids = [-1] * buckets
-        self._rows = [[0] * _COLUMNS for _ in range(buckets)]
+        self._ids = [_UNUSED] * buckets
+        self._rows = [_NO_ROW] * buckets
+        #: The last read, until a record drops it: (the first and last newest bucket it holds
+        #: for, the sums, the maxima).
+        self._seen: _Read | None = None
 
     def _row(self, now: float | None = None) -> list[int]:
         bucket = int((self._clock() if now is None else now) // self._width)
@@ -92,32 +126,54 @@ class RollingCounters:
         row = self._row(now)
         for event in events:
             row[_EVENT_COLUMN[event]] += 1
+        self._seen = None
 
     def add(self, column: int, n: int = 1) -> None:
         self._row()[column] += n
+        self._seen = None
 
     def peak(self, column: int, value: int) -> None:
         row = self._row()
-        row[column] = max(row[column], value)
+        if value > row[column]:
+            row[column] = value
+            self._seen = None
 
-    def _live(self) -> list[list[int]]:
+    def _read(self) -> _Read:
+        """The live buckets' sums and maxima, column by column (kept while they hold)."""
         newest = int(self._clock() // self._width)
-        oldest = newest - self._n + 1
-        return [self._rows[s] for s, bucket in enumerate(self._ids) if oldest <= bucket <= newest]
+        seen = self._seen
+        if seen is not None and seen[0] <= newest <= seen[1]:
+            return seen
+        oldest = max(newest - self._n + 1, 0)  # never a slot still _UNUSED
+        live = [s for s, bucket in enumerate(self._ids) if oldest <= bucket <= newest]
+        if live:
+            columns = list(zip(*(self._rows[s] for s in live), strict=True))
+            sums, maxima = [sum(c) for c in columns], [max(c) for c in columns]
+        else:
+            sums, maxima = [0] * _COLUMNS, [0] * _COLUMNS
+        seen = self._seen = (newest, _until(self._ids, newest, self._n), sums, maxima)
+        return seen
 
     def count(self, event: EventType) -> int:
-        column = _EVENT_COLUMN[event]
-        return sum(row[column] for row in self._live())
+        return self._read()[2][_EVENT_COLUMN[event]]
+
+    def counts(self) -> dict[EventType, int]:
+        """Every event type's count (zeros included), in ``EventType``'s order: ``count`` of
+        each, read at once (a new dict)."""
+        return dict(zip(_EVENT_COLUMN, self._read()[2][:EXECUTED], strict=True))
 
     def total(self, column: int) -> int:
-        return sum(row[column] for row in self._live())
+        return self._read()[2][column]
 
     def maximum(self, column: int) -> int:
-        return max((row[column] for row in self._live()), default=0)
+        return self._read()[3][column]
 
 
 class RollingLatency:
-    """Latencies over a rolling window, as histogram bin counts per bucket."""
+    """Latencies over a rolling window, as histogram bin counts per bucket.
+
+    A snapshot is kept until the next latency is recorded or the oldest bucket it counted
+    leaves the window: the percentiles of a key left alone are not computed again."""
 
     __slots__ = (
         "_all",
@@ -128,6 +184,7 @@ class RollingLatency:
         "_counts",
         "_ids",
         "_n",
+        "_seen",
         "_sums",
         "_width",
     )
@@ -138,13 +195,16 @@ class RollingLatency:
         self._clock = clock
         self._n = buckets
         self._width = window / buckets
-        self._ids = [-1] * buckets
-        self._bins: list[dict[int, int]] = [{} for _ in range(buckets)]
+        self._ids = [_UNUSED] * buckets
+        self._bins: list[dict[int, int]] = [_NO_BINS] * buckets
         self._counts = [0] * buckets
         self._sums = [0.0] * buckets
         self._all: dict[int, int] = {}  # every latency since the start, by bin
         self._all_count = 0
         self._all_sum = 0.0
+        #: The last snapshot: (latencies recorded then, first and last newest bucket it holds
+        #: for, the snapshot).
+        self._seen: tuple[int, int, int, Latency] | None = None
 
     def record(self, seconds: float, now: float | None = None) -> None:
         bucket = int((self._clock() if now is None else now) // self._width)
@@ -152,7 +212,7 @@ class RollingLatency:
         bins = self._bins[slot]
         if self._ids[slot] != bucket:
             self._ids[slot] = bucket
-            bins.clear()
+            bins = self._bins[slot] = {}
             self._counts[slot] = 0
             self._sums[slot] = 0.0
         us = int(seconds * 1e6)
@@ -171,37 +231,63 @@ class RollingLatency:
 
     def lifetime(self) -> Histogram:
         """Every latency since the start, as cumulative counts per ``HISTOGRAM_BOUNDS``."""
-        cumulative = []
-        ordered = sorted(self._all.items())
-        seen = 0
-        position = 0
-        for bound in HISTOGRAM_BOUNDS:
-            while position < len(ordered) and value_of(ordered[position][0]) <= bound:
-                seen += ordered[position][1]
-                position += 1
-            cumulative.append((bound, seen))
-        return Histogram(tuple(cumulative), self._all_count, self._all_sum)
+        per_bound = [0] * (len(HISTOGRAM_BOUNDS) + 1)  # the last: above every bound
+        for index, n in self._all.items():
+            position = _BOUND_OF_BIN.get(index)
+            if position is None:
+                # the first bound at or above the bin's value
+                position = _BOUND_OF_BIN[index] = bisect.bisect_left(
+                    HISTOGRAM_BOUNDS, value_of(index)
+                )
+            per_bound[position] += n
+        buckets = tuple(
+            _PAIRS[position][n] if n < _SHARED_COUNTS else (bound, n)
+            for position, (bound, n) in enumerate(
+                zip(HISTOGRAM_BOUNDS, itertools.accumulate(per_bound[:-1]), strict=True)
+            )
+        )
+        return Histogram(buckets, self._all_count, self._all_sum)
 
     def snapshot(self) -> Latency:
         newest = int(self._clock() // self._width)
-        oldest = newest - self._n + 1
+        seen = self._seen
+        if seen is not None and seen[0] == self._all_count and seen[1] <= newest <= seen[2]:
+            return seen[3]
+        oldest = max(newest - self._n + 1, 0)  # never a slot still _UNUSED
         live = [slot for slot, bucket in enumerate(self._ids) if oldest <= bucket <= newest]
         count = sum(self._counts[slot] for slot in live)
         if count == 0:
-            return Latency(0, 0.0, dict.fromkeys(PERCENTILES, 0.0), self.lifetime())
-        merged: dict[int, int] = {}
-        for slot in live:
-            for index, n in self._bins[slot].items():
-                merged[index] = merged.get(index, 0) + n
-        ordered = sorted(merged.items())
-        mean = sum(self._sums[slot] for slot in live) / count
-        return Latency(count, mean, _percentiles(ordered, count), self.lifetime())
+            latency = Latency(0, 0.0, _NO_LATENCIES, self.lifetime())
+        else:
+            merged: dict[int, int] = {}
+            for slot in live:
+                for index, n in self._bins[slot].items():
+                    merged[index] = merged.get(index, 0) + n
+            ordered = sorted(merged.items())
+            mean = sum(self._sums[slot] for slot in live) / count
+            latency = Latency(count, mean, _percentiles(ordered, count), self.lifetime())
+        self._seen = (self._all_count, newest, _until(self._ids, newest, self._n), latency)
+        return latency
+
+
+#: The percentiles of an empty window, shared by every snapshot of one (read only, as every
+#: snapshot's mapping is).
+_NO_LATENCIES: dict[str, float] = dict.fromkeys(PERCENTILES, 0.0)
+#: (bound, count) pairs of the lifetime histograms for counts below ``_SHARED_COUNTS``, made
+#: once and shared by every key's histogram (most keys count little in most buckets).
+_SHARED_COUNTS = 256
+_PAIRS = [[(bound, n) for n in range(_SHARED_COUNTS)] for bound in HISTOGRAM_BOUNDS]
+#: Each percentile's name and share (``"99.5"``: 0.995).
+_SHARES = [(name, float(name) / 100) for name in PERCENTILES]
+#: Bin -> the position in ``HISTOGRAM_BOUNDS`` of the first bound at or above its value (filled
+#: as bins are met: about 1,200 bins cover a microsecond to a day).
+_BOUND_OF_BIN: dict[int, int] = {}
 
 
 def _percentiles(ordered: list[tuple[int, int]], count: int) -> dict[str, float]:
     """Nearest-rank percentiles from sorted (bin, count) pairs."""
     result: dict[str, float] = {}
-    ranks = [(name, max(1, math.ceil(float(name) / 100 * count))) for name in PERCENTILES]
+    ranks = [(name, max(1, math.ceil(share * count))) for name, share in _SHARES]
     seen = 0
     pairs = iter(ordered)
     index, n = next(pairs)

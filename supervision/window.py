@@ -16,6 +16,9 @@ __all__ = ["RollingCounts"]
 _INDEX = {event: i for i, event in enumerate(EventType)}
 _ERRORS = tuple(sorted(_INDEX[event] for event in ERROR_EVENTS))
 _SUCCESS = _INDEX[EventType.SUCCESS]
+#: Every bucket's row until its first count: shared, never written (an idle key of thousands
+#: keeps no empty rows).
+_NO_COUNTS: list[int] = [0] * len(_INDEX)
 
 
 class RollingCounts:
@@ -39,7 +42,7 @@ class RollingCounts:
         self._clock = clock
         self._n = buckets
         self._width = window / buckets
-        self._buckets = [[0] * len(_INDEX) for _ in range(buckets)]
+        self._buckets = [_NO_COUNTS] * buckets
         self._bucket_ids = [-1] * buckets
         self._totals = [0] * len(_INDEX)
         self._latest = -1
@@ -138,7 +141,10 @@ class RollingCounts:
         if self._bucket_ids[slot] != bucket_id:
             self._clear(slot)
             self._bucket_ids[slot] = bucket_id
-        self._buckets[slot][index] += n
+        row = self._buckets[slot]
+        if row is _NO_COUNTS:
+            row = self._buckets[slot] = [0] * len(_INDEX)
+        row[index] += n
         self._totals[index] += n
 
     def reset(self) -> None:

@@ -101,14 +101,15 @@ class FleetActor(pykka.ThreadingActor):
             except pykka.ActorDeadError:  # the registry stopped: so do we
                 self.actor_ref.stop(block=False)
                 return None
-            except Exception as exc:  # a bug must not stop the fleet: log, tick again
+            except BaseException as exc:  # a bug must not stop the fleet (pykka would stop
+                # every actor of the process on a BaseException): log, tick again
                 self.log.exception("fleet.failed", error=repr(exc))
                 delay = self.fleet.publish_interval
             self._schedule(delay)
         elif isinstance(message, Verdict):
             try:
                 self._resolve(message)
-            except Exception as exc:  # the lease expires and another node probes
+            except BaseException as exc:  # the lease expires and another node probes
                 self.log.exception("fleet.failed", error=repr(exc))
         return None
 

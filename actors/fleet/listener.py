@@ -4,7 +4,8 @@ reaches every node in milliseconds, not at its next tick.
 It applies each broadcast to the key's breaker itself (under the key's gate lock): no hop
 through the fleet actor, which may be busy in a flush. The thread never dies of a fault: a lost
 connection is retried with backoff (the flushes carry the state meanwhile), a garbage message
-is logged and dropped, and any other exception is logged and the loop goes on.
+is logged and dropped, and any other exception (``BaseException`` included) is logged and the
+loop goes on.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class Listener:
     def close(self, timeout: float = 2.0) -> None:
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+            self._thread.join(min(timeout, threading.TIMEOUT_MAX) if timeout > 0.0 else 0.0)
         self._store.close()
 
     def _run(self) -> None:
@@ -65,10 +66,13 @@ class Listener:
                 failures = 0
             except StoreError as exc:
                 self._log.debug("fleet.listener_disconnected", error=str(exc))
-            except Exception as exc:  # the thread must survive anything: log, start again
-                self._log.exception("fleet.listener_failed", error=repr(exc))
+            except BaseException as exc:  # the thread must survive anything (a SystemExit
+                # from a callback too): log, start again
+                with contextlib.suppress(BaseException):
+                    self._log.exception("fleet.listener_failed", error=repr(exc))
             self.subscribed.clear()
-            self._store.broken()
+            with contextlib.suppress(Exception):
+                self._store.broken()
             delay = backoff_delay(failures, 0.1, 2.0, 0.2, random.random())
             failures += 1
             self._stop.wait(delay)

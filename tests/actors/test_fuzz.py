@@ -28,6 +28,7 @@ from actors import (
     UnknownCommandError,
 )
 from supervision import FleetPolicy, SupervisionPolicy
+from supervision.checks import MAX_SECONDS
 
 HUGE = 10**400  # an int no float can hold
 
@@ -243,7 +244,7 @@ def _seconds(value: object, *, zero: bool) -> bool:
         finite = math.isfinite(value)
     except OverflowError:  # an int too big for a float
         return False
-    return finite and (value >= 0 if zero else value > 0)
+    return finite and (value >= 0 if zero else value > 0) and value <= MAX_SECONDS
 
 
 def _percent(value: object) -> bool:
@@ -278,6 +279,7 @@ IN_RANGE: dict[str, Callable[[object], bool]] = {
     "supervision": lambda v: isinstance(v, SupervisionPolicy),
     "ignore": _exception_classes,
     "fleet": lambda v: isinstance(v, FleetPolicy),
+    "isolation": lambda v: isinstance(v, str) and v in ("thread", "semaphore"),
 }
 
 ANY_VALUE = st.one_of(

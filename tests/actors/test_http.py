@@ -23,7 +23,8 @@ from sample_metrics import Source, sample
 import actors.dashboard
 from actors import Command, CommandConfig, CommandError, CommandRegistry
 from actors.http import AsgiApp, HttpServer, WsgiApp, asgi_app, start_http_server, wsgi_app
-from actors.stream import PING
+from actors.stream import PING, Tick, command_message, pool_message
+from supervision.checks import show
 
 # -- reading a stream ----------------------------------------------------------------------------
 
@@ -383,7 +384,12 @@ def test_the_server_binds_where_asked_and_picks_a_free_port(registry: CommandReg
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("interval", 0, "interval must be a finite number of seconds > 0, got 0"),
+        ("interval", 0, "interval must be a finite number of seconds > 0 and <= 86400, got 0"),
+        (
+            "interval",
+            86_400.5,
+            "interval must be a finite number of seconds > 0 and <= 86400, got 86400.5",
+        ),
         ("max_connections", 0, "max_connections must be an integer >= 1, got 0"),
     ],
 )
@@ -912,3 +918,453 @@ def test_the_apps_read_the_default_registry_when_given_none() -> None:
         assert {m["name"] for m in messages} == {"http-default"}
     finally:
         CommandRegistry.reset()
+
+
+# -- filters: ?keys= and ?group= -----------------------------------------------------------------
+
+
+FILTERED = Source(
+    sample("a", group="Issues"),
+    sample("with space", group="Users"),
+    sample("x,y", group="Issues"),
+    sample("z", group="a,b"),
+)
+
+
+def commands_in(body: bytes) -> list[str]:
+    return [
+        m["name"]
+        for line in body.split(b"\n\n")
+        if line.startswith(b"data: ")
+        for m in [json.loads(line[6:])]
+        if m["type"] == "HystrixCommand"
+    ]
+
+
+def first_tick(make: Any, query: str) -> bytes:
+    """The stream's first tick (up to its ping) for ``query``, from a WSGI or an ASGI app."""
+    app = make(FILTERED, interval=0.01)
+    if make is wsgi_app:
+        environ = stream_environ()
+        environ["QUERY_STRING"] = query
+        body = app(environ, lambda status, headers: None)
+        try:
+            return next(iter(body))
+        finally:
+            body.close()
+    response = asyncio.run(
+        AsgiServer(app).request("/hystrix.stream", query, until=lambda body: PING in body)
+    )
+    assert response.status == 200
+    return response.body.split(PING)[0] + PING
+
+
+@pytest.mark.parametrize("make", [wsgi_app, asgi_app])
+@pytest.mark.parametrize(
+    ("query", "keys"),
+    [
+        ("", ["a", "with space", "x,y", "z"]),
+        ("keys=a", ["a"]),
+        ("keys=z,a", ["a", "z"]),
+        ("keys=with%20space", ["with space"]),
+        ("keys=with+space", ["with space"]),
+        ("keys=x%2Cy", ["x,y"]),
+        ("keys=x,y", []),
+        ("keys=a&keys=z", ["a", "z"]),
+        ("keys=nobody", []),
+        ("group=Issues", ["a", "x,y"]),
+        ("group=Users,Issues", ["a", "with space", "x,y"]),
+        ("group=a%2Cb", ["z"]),
+        ("group=Issues&keys=a,z", ["a"]),
+        ("keys=a&delay=20&scope=local", ["a"]),
+    ],
+)
+def test_keys_and_group_keep_those_commands_and_their_pools(
+    make: Any, query: str, keys: list[str]
+) -> None:
+    tick = first_tick(make, query)
+
+    assert commands_in(tick) == keys
+    events = [json.loads(line[6:]) for line in tick.split(b"\n\n") if line.startswith(b"data:")]
+    pools = [m["name"] for m in events if m["type"] == "HystrixThreadPool"]
+    assert pools == [f"pool-of-{key}" for key in keys]
+    assert tick.endswith(PING)
+
+
+@pytest.mark.parametrize(("make", "call"), APPS)
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        (
+            "keys=",
+            "keys must be command keys separated by commas, each non-empty and at most 256 "
+            "characters (a comma within a name as %2C), got ''",
+        ),
+        (
+            "keys=a,,b",
+            "keys must be command keys separated by commas, each non-empty and at most 256 "
+            "characters (a comma within a name as %2C), got 'a,,b'",
+        ),
+        (
+            "keys=a,%20",
+            "keys must be command keys separated by commas, each non-empty and at most 256 "
+            "characters (a comma within a name as %2C), got 'a, '",
+        ),
+        (
+            f"keys={'k' * 257}",
+            "keys must be command keys separated by commas, each non-empty and at most 256 "
+            f"characters (a comma within a name as %2C), got {show('k' * 257)}",
+        ),
+        ("keys=a%FF", "keys must be UTF-8 once percent-decoded, got 'a%FF'"),
+        (
+            "group=",
+            "group must be command groups separated by commas, each non-empty (a comma within"
+            " a name as %2C), got ''",
+        ),
+        (
+            "keys=a&group=x,",
+            "group must be command groups separated by commas, each non-empty (a comma within"
+            " a name as %2C), got 'x,'",
+        ),
+    ],
+)
+def test_bad_keys_or_groups_are_refused_saying_what_is_wrong(
+    make: Any, call: Any, query: str, message: str
+) -> None:
+    source = Source(sample("a"))
+    response = call(make(source), "/hystrix.stream", query)
+
+    assert response.status == 400
+    assert response.body == (message + "\n").encode()
+    assert source.reads == 0
+
+
+# -- ticks made once for every stream of an app --------------------------------------------------
+
+
+def open_streams(app: WsgiApp, count: int, query: str = "") -> list[Any]:
+    bodies = []
+    for _ in range(count):
+        environ = stream_environ()
+        environ["QUERY_STRING"] = query
+        bodies.append(app(environ, lambda status, headers: None))
+    return bodies
+
+
+def test_streams_of_an_app_share_each_tick_instead_of_reading_for_each() -> None:
+    source = Source(sample("a", group="g"), sample("b", group="h"))
+    app = wsgi_app(source, interval=1.0)
+    streams = open_streams(app, 2) + open_streams(app, 1, "group=h")
+
+    rounds = [[next(stream) for stream in streams] for _ in range(2)]
+    for stream in streams:
+        stream.close()
+
+    assert source.reads == 2  # one per tick, not one per stream and tick
+    assert app.ticks_made == 2
+    for chunks in rounds:
+        assert chunks[0] is chunks[1]  # the very same bytes, joined once
+        assert commands_in(chunks[0]) == ["a", "b"]
+        assert commands_in(chunks[2]) == ["b"]
+    assert app.streams == 0
+
+
+def test_a_stream_asking_while_a_tick_is_made_waits_for_that_tick() -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    class Slow(Source):
+        def all_metrics(self) -> list[Any]:
+            entered.set()
+            assert release.wait(WAIT)
+            return super().all_metrics()
+
+    source = Slow(sample("a"))
+    app = wsgi_app(source, interval=60.0)
+    first, second = open_streams(app, 2)
+    chunks: list[bytes] = []
+    making = threading.Thread(target=lambda: chunks.append(next(first)))
+    making.start()
+    assert entered.wait(WAIT)
+    waiting = threading.Thread(target=lambda: chunks.append(next(second)))
+    waiting.start()
+
+    release.set()
+    making.join(WAIT)
+    waiting.join(WAIT)
+    first.close()
+    second.close()
+
+    assert len(chunks) == 2 and chunks[0] is chunks[1]
+    assert source.reads == 1
+
+
+def test_many_streams_reading_at_once_share_most_ticks() -> None:
+    source = Source(sample("a"))
+    app = wsgi_app(source, interval=0.2)
+    streams = open_streams(app, 4)
+    ticks = 5
+
+    def read(stream: Any) -> None:
+        for _ in range(ticks):
+            next(stream)
+
+    threads = [threading.Thread(target=read, args=(stream,)) for stream in streams]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    for stream in streams:
+        stream.close()
+
+    assert source.reads < len(streams) * ticks / 2  # one per stream and tick: 20
+
+
+def test_an_asgi_stream_and_a_wsgi_one_of_an_app_share_ticks_too() -> None:
+    source = Source(sample("a"))
+    app = asgi_app(source, interval=60.0)
+
+    first = asyncio.run(AsgiServer(app).request("/hystrix.stream", until=lambda body: PING in body))
+    second = asyncio.run(
+        AsgiServer(app).request("/hystrix.stream", "keys=a", until=lambda body: PING in body)
+    )
+
+    assert first.body == second.body
+    assert source.reads == 2  # the last stream closed in between: nothing kept
+
+
+def test_a_stream_opened_while_another_is_open_gets_the_latest_tick() -> None:
+    source = Source(sample("a"))
+    app = asgi_app(source, interval=60.0)
+
+    async def scenario() -> tuple[Response, Response]:
+        first = AsgiServer(app)
+        streaming = asyncio.ensure_future(first.request("/hystrix.stream"))
+        await asyncio.wait_for(first.sent.wait(), WAIT)
+        second = await AsgiServer(app).request("/hystrix.stream", until=lambda body: PING in body)
+        first.disconnect.set()
+        return await streaming, second
+
+    first, second = asyncio.run(scenario())
+
+    assert first.body == second.body
+    assert source.reads == 1
+
+
+def test_when_the_last_stream_closes_nothing_rendered_is_kept() -> None:
+    source = Source(sample("a"))
+    app = wsgi_app(source, interval=60.0)
+    (stream,) = open_streams(app, 1)
+    first = next(stream)
+    stream.close()
+
+    (again,) = open_streams(app, 1)
+    second = next(again)
+    again.close()
+
+    assert source.reads == 2
+    assert second == first
+
+
+def test_a_registry_s_streams_see_its_metrics_change_from_tick_to_tick() -> None:
+    source = Source(sample("a", errors=1))
+    app = wsgi_app(source, interval=0.01)
+    (stream,) = open_streams(app, 1)
+    first = next(stream)
+    source.metrics = [sample("a", errors=2), sample("b")]
+    second = next(stream)
+    stream.close()
+
+    assert [json.loads(first[6:].split(b"\n")[0])["errorCount"]] == [1]
+    assert commands_in(second) == ["a", "b"]
+    assert json.loads(second[6:].split(b"\n")[0])["errorCount"] == 2
+
+
+# -- the fleet-wide stream, filtered and rendered once per read ----------------------------------
+
+
+class StubFleet:
+    """A fleet with a fleet-wide view; its reader is ``StubReader``."""
+
+    node = "n1"
+
+    def new_store(self) -> Any:  # pragma: no cover - the stub reader opens none
+        raise AssertionError("no store")
+
+
+class StubReader:
+    """Stands in for ``actors.fleet.view.FleetReader``: one read, the same for every stream."""
+
+    batch: Any = None
+    reads = 0
+
+    def __init__(self, fleet: Any) -> None:
+        self.fleet = fleet
+
+    def read(self, also: Any = ()) -> Any:
+        type(self).reads += 1
+        return type(self).batch
+
+    def close(self) -> None: ...
+
+
+@pytest.fixture
+def fleet_source(monkeypatch: pytest.MonkeyPatch) -> Source:
+    view = pytest.importorskip("actors.fleet.view")  # the redis extra
+
+    summed = [{**command_message(m), "reportingHosts": 2} for m in FILTERED.metrics] + [
+        {**pool_message(m), "reportingHosts": 2} for m in FILTERED.metrics
+    ]
+    StubReader.batch = view.FleetBatch(messages=tuple(summed), nodes=("n1", "n2"))
+    StubReader.reads = 0
+    monkeypatch.setattr(view, "FleetReader", StubReader)
+    source = Source(*FILTERED.metrics)
+    source.fleet = StubFleet()  # type: ignore[attr-defined]
+    return source
+
+
+def fleet_events_of(body: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    head, _, rest = body.partition(b"\n\n")
+    assert head.startswith(b"event: fleet\ndata: ")
+    return json.loads(head.split(b"data: ")[1]), [
+        json.loads(line[6:]) for line in rest.split(b"\n\n") if line.startswith(b"data: ")
+    ]
+
+
+def test_the_fleet_stream_is_filtered_like_the_local_one(fleet_source: Source) -> None:
+    app = wsgi_app(fleet_source)
+
+    whole = app.tick("fleet")
+    chunk = app.tick("fleet", groups={"Issues"})
+    keyed = app.tick("fleet", keys={"z"}, groups=None)
+
+    assert whole is not None and chunk is not None and keyed is not None
+    status, messages = fleet_events_of(chunk)
+    assert status == {"scope": "fleet", "node": "n1", "connected": True, "nodes": 2}
+    assert [(m["type"], m["name"]) for m in messages] == [
+        ("HystrixCommand", "a"),
+        ("HystrixCommand", "x,y"),
+        ("HystrixThreadPool", "pool-of-a"),
+        ("HystrixThreadPool", "pool-of-x,y"),
+    ]
+    assert all(m["reportingHosts"] == 2 for m in messages)
+    assert commands_in(keyed) == ["z"]
+    assert len(fleet_events_of(whole)[1]) == 8
+    assert whole.endswith(PING)
+
+
+def test_a_fleet_read_is_rendered_once_for_every_stream(
+    fleet_source: Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rendered: list[int] = []
+    of_messages = Tick.of_messages.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[Tick], *args: Any, **kwargs: Any) -> Tick:
+        rendered.append(1)
+        return of_messages(cls, *args, **kwargs)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(Tick, "of_messages", classmethod(counting))
+    app = wsgi_app(fleet_source, interval=60.0)
+    streams = open_streams(app, 3, "scope=fleet")
+
+    chunks = [next(stream) for stream in streams]
+    for stream in streams:
+        stream.close()
+
+    assert chunks[0] is chunks[1] is chunks[2]
+    assert fleet_source.reads == 1
+    assert len(rendered) == 1
+
+
+# -- a stream of a few keys reads only those ---------------------------------------------------
+
+
+class Counting:
+    """A registry's metrics, counting what the app reads: every key, or one key at a time."""
+
+    def __init__(self, registry: CommandRegistry) -> None:
+        self.registry = registry
+        self.all_reads = 0
+        self.key_reads: list[str] = []
+
+    def all_metrics(self) -> list[Any]:
+        self.all_reads += 1
+        return self.registry.all_metrics()
+
+    def metrics(self, key: str) -> Any:
+        self.key_reads.append(key)
+        return self.registry.metrics(key)
+
+
+@pytest.fixture
+def counting(registry: CommandRegistry) -> Counting:
+    for key in ("a", "b", "c"):
+        registry.do(key, lambda: 1)
+    return Counting(registry)
+
+
+def test_a_stream_of_a_few_keys_alone_reads_those_keys_only(counting: Counting) -> None:
+    app = wsgi_app(counting, interval=0.01)
+    (stream,) = open_streams(app, 1, "keys=c,a,never-asked")
+
+    chunks = [next(stream) for _ in range(3)]
+    stream.close()
+
+    assert counting.all_reads == 0
+    assert counting.key_reads == ["a", "c", "never-asked"] * 3
+    assert [commands_in(chunk) for chunk in chunks] == [["a", "c"]] * 3
+    assert app.ticks_made == 0
+
+
+def test_a_stream_of_a_few_keys_picks_them_from_a_fresh_tick_of_the_app(
+    counting: Counting,
+) -> None:
+    app = wsgi_app(counting, interval=60.0)
+    (everything,) = open_streams(app, 1)
+    (few,) = open_streams(app, 1, "keys=b")
+
+    whole, picked = next(everything), next(few)
+    everything.close()
+    few.close()
+
+    assert (counting.all_reads, counting.key_reads) == (1, [])
+    assert commands_in(whole) == ["a", "b", "c"]
+    assert commands_in(picked) == ["b"]
+
+
+def test_a_stream_of_many_keys_shares_the_app_s_ticks(counting: Counting) -> None:
+    many = ",".join(["a", "b", *(f"k{n}" for n in range(40))])
+    app = wsgi_app(counting, interval=0.01)
+    (stream,) = open_streams(app, 1, f"keys={many}")
+
+    chunk = next(stream)
+    stream.close()
+
+    assert (counting.all_reads, counting.key_reads) == (1, [])
+    assert commands_in(chunk) == ["a", "b"]
+
+
+def test_a_stream_of_a_few_keys_ends_when_its_registry_is_shut_down(
+    registry: CommandRegistry, counting: Counting
+) -> None:
+    app = wsgi_app(counting, interval=0.01)
+    (stream,) = open_streams(app, 1, "keys=a")
+    assert commands_in(next(stream)) == ["a"]
+
+    registry.shutdown()
+
+    assert list(stream) == []
+    assert app.streams == 0
+
+
+def test_a_stream_s_first_tick_is_no_older_than_the_app_s_interval() -> None:
+    source = Source(sample("a"))
+    app = wsgi_app(source, interval=1e-6)  # any tick made before is older than that
+    (slow,) = open_streams(app, 1, "delay=60000")
+    next(slow)
+
+    (late,) = open_streams(app, 1, "delay=60000")
+    next(late)
+    slow.close()
+    late.close()
+
+    assert source.reads == 2

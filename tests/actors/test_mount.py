@@ -189,6 +189,24 @@ def test_the_page_s_stream_resolves_under_the_prefix_and_sends_data(site: Site, 
     assert message["rollingCountSuccess"] == 1
 
 
+def test_a_stream_filtered_by_an_encoded_key_passes_through_the_framework(
+    site: Site, registry: CommandRegistry
+) -> None:
+    odd = "issues, by project/100%"
+    registry.do(odd, lambda: "ok")
+    query = urllib.parse.urlencode({"keys": odd})  # "," as %2C: one key, not two
+
+    with client(site) as http, http.stream("GET", f"{PREFIX}/hystrix.stream?{query}") as response:
+        assert response.status_code == 200
+        message = first_message(response)
+    with client(site) as http:
+        refused = http.get(f"{PREFIX}/hystrix.stream?keys=a,,b")
+
+    assert (message["type"], message["name"]) == ("HystrixCommand", odd)
+    assert refused.status_code == 400
+    assert refused.text.startswith("keys must be command keys separated by commas")
+
+
 def test_metrics_are_served_under_the_prefix(site: Site) -> None:
     with client(site) as http:
         response = http.get(f"{PREFIX}/metrics")

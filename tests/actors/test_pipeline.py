@@ -517,6 +517,13 @@ def test_one_pipeline_used_by_eight_threads_at_once_gives_every_caller_its_own_a
         (lambda: Stage(""), ValueError, "stage's key"),
         (lambda: Stage(3), TypeError, "stage's key"),  # type: ignore[arg-type]
         (lambda: Stage("a", timeout=0), ValueError, "timeout"),
+        (
+            lambda: Stage("a", timeout=1e12),
+            ValueError,
+            r"timeout .*<= 86400 or None, got 1000000000000\.0",
+        ),
+        (lambda: FanOut("a", timeout=1e12), ValueError, r"timeout .*<= 86400"),
+        (lambda: Pipeline(Stage("a"), budget=86_400.5), ValueError, r"budget .*<= 86400"),
         (lambda: FanOut("a", max_in_flight=0), ValueError, "max_in_flight .*>= 1, got 0"),
         (lambda: FanOut("a", max_in_flight=2.5), ValueError, "max_in_flight"),  # type: ignore[arg-type]
     ],

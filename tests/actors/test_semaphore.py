@@ -23,6 +23,7 @@ from actors import (
     Pipeline,
     Stage,
 )
+from actors.stream import command_message
 from supervision import FakeClock, Transition
 
 E = EventType
@@ -410,3 +411,14 @@ def test_a_rejection_awaited_is_answered_at_once(coro_reg: CommandRegistry) -> N
         return await coro_reg.ask_reply_async("coroutine", "ok")
 
     assert asyncio.run(caller()).events == (E.SHORT_CIRCUITED, E.FALLBACK_SUCCESS)
+
+
+def test_the_dashboard_stream_says_semaphore_isolation(reg: CommandRegistry) -> None:
+    reg.ask("dependency", "ok")
+    reg.ask("plain", "ok")
+
+    messages = {m.key: command_message(m) for m in reg.all_metrics()}
+
+    strategy = "propertyValue_executionIsolationStrategy"
+    assert messages["dependency"][strategy] == "SEMAPHORE"
+    assert messages["plain"][strategy] == "THREAD"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -14,6 +15,8 @@ from actors.stream import (
     PING,
     POOL_SUMS,
     ROLLING_COUNTS,
+    Renderer,
+    Tick,
     batch,
     command_message,
     pool_message,
@@ -21,8 +24,8 @@ from actors.stream import (
     sse_event,
 )
 from actors.stream import LATENCIES as SUMMED_LATENCIES
-from supervision import CircuitState, EventType
-from supervision.snapshot import PERCENTILES, Latency
+from supervision import CircuitState, CommandConfig, EventType
+from supervision.snapshot import PERCENTILES, CommandMetrics, Latency, PoolMetrics
 
 #: Every field of a HystrixCommand message, as the reference lists them.
 COMMAND_FIELDS = [
@@ -369,3 +372,169 @@ def test_snapshots_of_none_read_the_default_registry() -> None:
         assert [m.key for m in snapshots(None)] == ["stream-default"]
     finally:
         CommandRegistry.reset()
+
+
+# -- ticks: rendered once, kept from one tick to the next, picked by key or group ----------------
+
+
+def events_of(body: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line[6:]) for line in body.split(b"\n\n") if line.startswith(b"data: ")]
+
+
+def fresh(m: CommandMetrics) -> bytes:
+    """``m`` rendered by a renderer that kept nothing."""
+    return Renderer().tick([m]).body()
+
+
+def test_a_tick_is_the_same_bytes_as_a_batch() -> None:
+    shared = sample("c").pool
+    metrics = [sample("a"), sample("b", group='q"uo\u00e9'), sample("c"), sample("d", pool=shared)]
+    tricky = sample('k","currentTime":5', group='"currentTime":1')  # the field's name, quoted
+
+    assert Renderer().tick(metrics).body() == batch(metrics)
+    later = Renderer()
+    later.tick([tricky])
+    body = later.tick([dataclasses.replace(tricky, time=TIME + 2)]).body()
+    assert [m["currentTime"] for m in events_of(body)] == [round((TIME + 2) * 1000)] * 2
+    assert events_of(body)[0]["name"] == 'k","currentTime":5'
+
+
+def test_a_key_that_did_not_change_gets_only_its_time_written_anew() -> None:
+    renderer = Renderer()
+    renderer.tick([sample("a")])
+
+    later = sample("a", time=TIME + 1.5)
+    body = renderer.tick([later]).body()
+
+    assert body == fresh(later)
+    assert [m["currentTime"] for m in events_of(body)] == [round((TIME + 1.5) * 1000)] * 2
+
+
+def changed(value: Any) -> Any:
+    """Another value of the same kind."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value + 1
+    if isinstance(value, CircuitState):  # a str too
+        return CircuitState.HALF_OPEN if value is not CircuitState.HALF_OPEN else CircuitState.OPEN
+    if isinstance(value, str):
+        return value + "-x"
+    if isinstance(value, Latency):
+        return dataclasses.replace(
+            value, mean=value.mean + 0.001, percentiles={**value.percentiles, "99": 0.5}
+        )
+    if isinstance(value, dict):
+        first = next(iter(value))
+        return {**value, first: value[first] + 1}
+    if isinstance(value, CommandConfig):
+        return dataclasses.replace(value, sleep_window=value.sleep_window + 1)
+    raise AssertionError(f"no other value for {value!r}")
+
+
+#: Fields the stream's messages do not show.
+UNSHOWN = {"key", "time", "totals", "transitions"}
+SHOWN = [f.name for f in dataclasses.fields(CommandMetrics) if f.name not in UNSHOWN | {"pool"}]
+POOL_FIELDS_SHOWN = [f.name for f in dataclasses.fields(PoolMetrics)]
+
+
+@pytest.mark.parametrize("field", SHOWN)
+def test_a_key_whose_metrics_changed_is_rendered_again(field: str) -> None:
+    renderer = Renderer()
+    before = sample("a")
+    renderer.tick([before])
+
+    after = dataclasses.replace(before, **{field: changed(getattr(before, field))})
+    body = renderer.tick([after]).body()
+
+    assert body == fresh(after)
+    assert body != fresh(before)
+
+
+@pytest.mark.parametrize("field", POOL_FIELDS_SHOWN)
+def test_a_pool_whose_figures_changed_is_rendered_again(field: str) -> None:
+    renderer = Renderer()
+    before = sample("a")
+    renderer.tick([before])
+
+    pool = dataclasses.replace(before.pool, **{field: changed(getattr(before.pool, field))})
+    after = dataclasses.replace(before, pool=pool)
+    body = renderer.tick([after]).body()
+
+    assert body == fresh(after)
+    assert body != fresh(before)
+
+
+def test_a_key_gone_from_the_source_is_forgotten_and_rendered_afresh_when_back() -> None:
+    renderer = Renderer()
+    renderer.tick([sample("a"), sample("b")])
+    assert events_of(renderer.tick([sample("b")]).body())[0]["name"] == "b"
+
+    back = sample("a", errors=1)
+    assert renderer.tick([back, sample("b")]).body() == batch([back, sample("b")])
+
+
+GROUPED = [
+    sample("a", group="Issues"),
+    sample("b", group="Users"),
+    sample("c", group="Issues", pool=sample("a").pool),
+    sample("d", group="Users"),
+]
+
+
+def names(body: bytes) -> list[tuple[str, str]]:
+    return [(m["type"][7:], m["name"]) for m in events_of(body)]
+
+
+def test_a_tick_picks_the_keys_asked_for_in_the_source_s_order_with_their_pools() -> None:
+    tick = Renderer().tick(GROUPED)
+
+    assert names(tick.body(keys={"d", "c", "unknown"})) == [
+        ("Command", "c"),
+        ("Command", "d"),
+        ("ThreadPool", "pool-of-a"),
+        ("ThreadPool", "pool-of-d"),
+    ]
+    assert tick.body(keys=set()) == b""
+
+
+def test_a_tick_picks_the_groups_asked_for_and_both_filters_must_match() -> None:
+    tick = Renderer().tick(GROUPED)
+
+    assert names(tick.body(groups={"Issues"})) == [
+        ("Command", "a"),
+        ("Command", "c"),
+        ("ThreadPool", "pool-of-a"),
+    ]
+    assert names(tick.body(keys={"a", "b"}, groups={"Users"})) == [
+        ("Command", "b"),
+        ("ThreadPool", "pool-of-b"),
+    ]
+    assert tick.body(groups={"nobody"}) == b""
+
+
+def test_a_tick_ends_with_what_it_is_asked_to_and_joins_the_whole_once() -> None:
+    tick = Renderer().tick(GROUPED)
+
+    whole = tick.body(end=PING)
+
+    assert whole == batch(GROUPED) + PING
+    assert tick.body(end=PING) is whole
+    assert tick.body(keys={"a"}, end=PING).endswith(PING)
+    assert tick.keys == ["a", "b", "c", "d"]
+
+
+def test_a_tick_of_ready_made_messages_picks_them_the_same_way() -> None:
+    pools = [pool_message(GROUPED[n]) for n in (0, 1, 3)]  # c shares a's pool
+    messages = [command_message(m) for m in GROUPED] + pools
+
+    tick = Tick.of_messages(messages, head=b"event: x\ndata: {}\n\n")
+
+    assert tick.body() == b"event: x\ndata: {}\n\n" + batch(GROUPED)
+    assert names(tick.body(groups={"Users"})) == [
+        ("Command", "b"),
+        ("Command", "d"),
+        ("ThreadPool", "pool-of-b"),
+        ("ThreadPool", "pool-of-d"),
+    ]
+    assert tick.body(keys={"a"}).startswith(b"event: x\n")

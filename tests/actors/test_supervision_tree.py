@@ -135,16 +135,16 @@ def test_an_exception_escaping_the_workers_own_code_answers_the_call_and_replace
 ) -> None:
     registry.ask(Dependency.key, "ok")
     [worker] = workers_of(registry, Dependency.key)
-    real_finish = Gate.finish
+    real_succeed = Gate.succeed  # the success path's bookkeeping, on the worker
     broken = threading.Event()
 
-    def finish_once_broken(self: Gate, *args: Any) -> Any:
+    def succeed_once_broken(self: Gate, *args: Any) -> Any:
         if not broken.is_set():
             broken.set()
             raise RuntimeError("bug in the worker")
-        return real_finish(self, *args)
+        return real_succeed(self, *args)
 
-    monkeypatch.setattr(Gate, "finish", finish_once_broken)
+    monkeypatch.setattr(Gate, "succeed", succeed_once_broken)
 
     reply = registry.ask_reply(Dependency.key, "ok", block=False).get(timeout=WAIT)
 

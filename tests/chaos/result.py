@@ -16,7 +16,14 @@ __all__ = ["ChaosResult", "Invariant", "environment"]
 
 #: Library log events that can only mean a bug (a worker's own handling broke, a timer job died).
 BUG_EVENTS = frozenset(
-    {"worker.internal_error", "watchdog.job_failed", "watchdog.fallback_crashed", "listener.failed"}
+    {
+        "worker.internal_error",
+        "watchdog.job_failed",
+        "watchdog.fallback_crashed",
+        "watchdog.restarted",
+        "event_loop.failed",
+        "listener.failed",
+    }
 )
 
 

@@ -186,6 +186,10 @@ def _only_blank(lines: list[str], start: int, stop: int) -> bool:
 
 #: Seconds the threads a page started have to end once it is closed (calls in flight included).
 THREADS_GRACE = 5.0
+#: A registry's timer threads, started on a key's first call (it watches the key's idleness):
+#: the default registry keeps them after ``reset()``, and a registry the page left running is
+#: found by its ``RegistryActor`` thread anyway.
+_REGISTRY_TIMER = ("hystrix-watchdog", "hystrix-runner-")
 
 
 class Session:
@@ -256,7 +260,11 @@ class Session:
             root.handlers[:] = self._logging[1]
         deadline = time.monotonic() + THREADS_GRACE
         while True:
-            left = [thread.name for thread in threading.enumerate() if thread not in self._threads]
+            left = [
+                thread.name
+                for thread in threading.enumerate()
+                if thread not in self._threads and not thread.name.startswith(_REGISTRY_TIMER)
+            ]
             if not left or time.monotonic() > deadline:
                 return sorted(left)
             time.sleep(0.05)

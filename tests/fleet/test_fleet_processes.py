@@ -119,6 +119,7 @@ UNEXPECTED = frozenset(
         "listener.failed",
         "supervisor.died",
         "watchdog.job_failed",
+        "watchdog.restarted",
         "worker.died",
         "worker.internal_error",
     }

@@ -29,7 +29,6 @@ def test_the_defaults_are_hystrixs() -> None:
     assert config.ignore == ()
     assert config.fleet == FleetPolicy(mode="shared", quorum=2)
     assert config.isolation == "thread"
-    assert config.pool is None
 
 
 def test_the_defaults_cover_every_field() -> None:
@@ -52,7 +51,6 @@ def test_the_defaults_cover_every_field() -> None:
         "ignore",
         "fleet",
         "isolation",
-        "pool",
     }
 
 
@@ -257,3 +255,36 @@ def test_replace_changes_only_the_fields_named() -> None:
 def test_replace_refuses_a_field_that_does_not_exist() -> None:
     with pytest.raises(TypeError):
         CommandConfig().replace(timeout_ms=1000)
+
+
+# -- durations are at most one day -------------------------------------------------------------
+
+#: Every duration of a config (float seconds). Longer than a day is a mistake (milliseconds
+#: given as seconds), and would overflow the waits of the threads that keep time.
+DURATIONS = ["timeout", "sleep_window", "rolling_window"]
+
+
+@pytest.mark.parametrize("field", DURATIONS)
+def test_a_duration_of_exactly_one_day_is_accepted(field: str) -> None:
+    assert getattr(CommandConfig(**{field: 86_400.0}), field) == 86_400.0
+    assert getattr(CommandConfig(**{field: 86_400}), field) == 86_400
+
+
+@pytest.mark.parametrize("value", [86_400.5, 86_401, 1e10, 1e12, 10**20], ids=repr)
+@pytest.mark.parametrize("field", DURATIONS)
+def test_a_duration_over_one_day_is_refused_naming_the_field_the_range_and_the_value(
+    field: str, value: float
+) -> None:
+    with pytest.raises(ValueError) as raised:
+        CommandConfig(**{field: value})
+
+    message = str(raised.value)
+    assert message.startswith(f"{field} must be a finite number of seconds")
+    assert "<= 86400" in message
+    assert message.endswith(f"got {value!r}")
+
+
+@pytest.mark.parametrize("field", DURATIONS)
+def test_replace_refuses_a_duration_over_one_day_too(field: str) -> None:
+    with pytest.raises(ValueError, match=rf"^{field} .*<= 86400, got 1000000000000\.0$"):
+        CommandConfig().replace(**{field: 1e12})

@@ -344,3 +344,48 @@ def test_a_command_config_refuses_a_supervision_that_is_not_a_policy_naming_the_
     message = str(raised.value)
     assert "supervision" in message
     assert "SupervisionPolicy" in message
+
+
+# -- durations are at most one day -------------------------------------------------------------
+
+#: Every duration of a policy (float seconds, at most a day: longer ones are mistakes, and
+#: would overflow the timer's waits: a backoff or a grace of 1e10 s used to kill it).
+DURATIONS = [
+    "restart_period",
+    "supervisor_restart_period",
+    "min_backoff",
+    "max_backoff",
+    "zombie_grace",
+    "passivate_after",
+]
+
+
+def _policy(field: str, value: Any) -> SupervisionPolicy:
+    # min_backoff may not exceed max_backoff: raise the cap with it
+    extra = {"max_backoff": 86_400.0} if field == "min_backoff" else {}
+    return SupervisionPolicy(**{field: value}, **extra)
+
+
+@pytest.mark.parametrize("field", DURATIONS)
+def test_a_duration_of_exactly_one_day_is_accepted(field: str) -> None:
+    assert getattr(_policy(field, 86_400.0), field) == 86_400.0
+
+
+@pytest.mark.parametrize("value", [86_400.5, 86_401, 1e10, 1e12, 10**20], ids=repr)
+@pytest.mark.parametrize("field", DURATIONS)
+def test_a_duration_over_one_day_is_refused_naming_the_field_the_range_and_the_value(
+    field: str, value: float
+) -> None:
+    with pytest.raises(ValueError) as raised:
+        _policy(field, value)
+
+    message = str(raised.value)
+    assert message.startswith(f"{field} must be a finite number of seconds")
+    assert "<= 86400" in message
+    assert message.endswith(f"got {value!r}")
+
+
+@pytest.mark.parametrize("field", DURATIONS)
+def test_replace_refuses_a_duration_over_one_day_too(field: str) -> None:
+    with pytest.raises(ValueError, match=rf"^{field} .*<= 86400, got 1000000000000\.0$"):
+        SupervisionPolicy().replace(**{field: 1e12})
