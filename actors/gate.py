@@ -523,16 +523,18 @@ class Gate:
             breaker, stats = self._breaker, self.stats
             counts = stats.counters
             in_flight = self._bulkhead.in_flight
+            running = self.running
+            requests, errors, error_percent = breaker.health()
             pool = PoolMetrics(
                 name=key,
-                active=self.running,
-                queued=max(0, in_flight - self.running),
+                active=running,
+                queued=max(0, in_flight - running),
                 pool_size=self.workers,
                 largest_pool_size=stats.largest_pool,
                 max_pool_size=config.max_concurrent_requests,
                 completed=stats.completed,
                 rolling_executed=counts.total(EXECUTED),
-                rolling_max_active=max(counts.maximum(MAX_ACTIVE), self.running),
+                rolling_max_active=max(counts.maximum(MAX_ACTIVE), running),
                 rolling_rejected=counts.count(_REJECTED),
                 queue_size=config.queue_size,
             )
@@ -545,9 +547,9 @@ class Gate:
                 counts=counts.counts(),
                 totals=dict(stats.totals),
                 transitions=dict(stats.transitions),
-                requests=breaker.requests(),
-                errors=breaker.errors(),
-                error_percent=breaker.error_percent(),
+                requests=requests,
+                errors=errors,
+                error_percent=error_percent,
                 in_flight=in_flight,
                 rolling_max_in_flight=max(counts.maximum(MAX_IN_FLIGHT), in_flight),
                 zombies=self.zombies,
@@ -560,12 +562,13 @@ class Gate:
     def health(self, key: str, status: str) -> Health:
         with self._lock:
             breaker = self._breaker
+            requests, errors, error_percent = breaker.health()
             return Health(
                 key=key,
                 state=CircuitState.OPEN if status == "down" else breaker.state,
-                requests=breaker.requests(),
-                errors=breaker.errors(),
-                error_percent=breaker.error_percent(),
+                requests=requests,
+                errors=errors,
+                error_percent=error_percent,
                 in_flight=self._bulkhead.in_flight,
                 workers=self.workers,
                 zombies=self.zombies,

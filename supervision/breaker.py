@@ -158,6 +158,11 @@ class CircuitBreaker:
         total, errors = self.window.health()
         return 0.0 if total == 0 else 100.0 * errors / total
 
+    def health(self) -> tuple[int, int, float]:
+        """``(requests(), errors(), error_percent())`` from one read of the window."""
+        total, errors = self.window.health()
+        return total, errors, 0.0 if total == 0 else 100.0 * errors / total
+
     # -- deciding ------------------------------------------------------------------------------
 
     def try_acquire(self) -> tuple[Permit | None, tuple[Transition, ...]]:
