@@ -442,10 +442,9 @@ class Gate:
 
     def transitioned(self, transitions: tuple[Transition, ...]) -> None:
         with self._lock:
-            counts = self.stats.transitions
+            entered = self.stats.entered
             for moved in transitions:
-                state = moved.to_state.value
-                counts[state] = counts.get(state, 0) + 1
+                entered(moved.to_state.value)
 
     # -- passivation (the registry's timer and the first caller after it) ----------------------
 
@@ -525,6 +524,7 @@ class Gate:
             in_flight = self._bulkhead.in_flight
             running = self.running
             requests, errors, error_percent = breaker.health()
+            totals, transitions = stats.shown()
             pool = PoolMetrics(
                 name=key,
                 active=running,
@@ -545,8 +545,8 @@ class Gate:
                 state=CircuitState.OPEN if status == "down" else breaker.state,
                 status=status,
                 counts=counts.counts(),
-                totals=dict(stats.totals),
-                transitions=dict(stats.transitions),
+                totals=totals,
+                transitions=transitions,
                 requests=requests,
                 errors=errors,
                 error_percent=error_percent,

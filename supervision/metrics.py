@@ -13,7 +13,7 @@ import bisect
 import itertools
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from .clock import Clock
 from .events import EventType
@@ -99,7 +99,7 @@ class RollingCounters:
     the oldest bucket they counted leaves the window: reading a key left alone costs nothing.
     """
 
-    __slots__ = ("_clock", "_ids", "_n", "_rows", "_seen", "_width")
+    __slots__ = ("_clock", "_counts", "_ids", "_n", "_rows", "_seen", "_width")
 
     def __init__(self, window: float, buckets: int, clock: Clock) -> None:
         if not window > 0 or buckets < 1:
@@ -113,6 +113,8 @@ class RollingCounters:
         #: The last read, until a record drops it: (the first and last newest bucket it holds
         #: for, the sums, the maxima).
         self._seen: _Read | None = None
+        #: ``counts()`` of the read it was made from (shared while that read holds).
+        self._counts: tuple[_Read, Mapping[EventType, int]] | None = None
 
     def _row(self, now: float | None = None) -> list[int]:
         bucket = int((self._clock() if now is None else now) // self._width)
@@ -157,10 +159,17 @@ class RollingCounters:
     def count(self, event: EventType) -> int:
         return self._read()[2][_EVENT_COLUMN[event]]
 
-    def counts(self) -> dict[EventType, int]:
+    def counts(self) -> Mapping[EventType, int]:
         """Every event type's count (zeros included), in ``EventType``'s order: ``count`` of
-        each, read at once (a new dict)."""
-        return dict(zip(_EVENT_COLUMN, self._read()[2][:EXECUTED], strict=True))
+        each, read at once. The same dict while the read holds (read only: a stream tick then
+        compares it by identity, and makes no garbage for an idle key)."""
+        seen = self._read()
+        made = self._counts
+        if made is not None and made[0] is seen:
+            return made[1]
+        counts = dict(zip(_EVENT_COLUMN, seen[2][:EXECUTED], strict=True))
+        self._counts = (seen, counts)
+        return counts
 
     def total(self, column: int) -> int:
         return self._read()[2][column]
@@ -305,6 +314,7 @@ class CommandStats:
 
     __slots__ = (
         "_clock",
+        "_shown",
         "completed",
         "counters",
         "execute",
@@ -326,8 +336,26 @@ class CommandStats:
         #: Calls run on a worker since the key started; the most workers alive at once.
         self.completed = 0
         self.largest_pool = 0
-        #: Circuit transitions since the key started, by the state entered.
+        #: Circuit transitions since the key started, by the state entered (``entered``).
         self.transitions: dict[str, int] = {}
+        #: Copies of ``totals`` and ``transitions`` for snapshots, until either changes.
+        self._shown: tuple[Mapping[EventType, int], Mapping[str, int]] | None = None
+
+    def entered(self, state: str) -> None:
+        """The circuit entered ``state``."""
+        transitions = self.transitions
+        transitions[state] = transitions.get(state, 0) + 1
+        self._shown = None
+
+    def shown(self) -> tuple[Mapping[EventType, int], Mapping[str, int]]:
+        """Copies of ``totals`` and ``transitions`` for a snapshot: the same ones until either
+        changes (read only)."""
+        shown = self._shown
+        if shown is None:
+            # plain dicts (a snapshot pickles, copies and ``dataclasses.asdict``s as before),
+            # typed read only
+            shown = self._shown = (dict(self.totals), dict(self.transitions))
+        return shown
 
     def replied(self, events: tuple[EventType, ...], latency: float, thrown: bool) -> None:
         """One answer was delivered, with its events and the ask's whole latency; ``thrown``:
@@ -339,6 +367,7 @@ class CommandStats:
         totals = self.totals
         for event in events:
             totals[event] += 1
+        self._shown = None
         self.total.record(latency, now)
 
     def ran(self, seconds: float) -> None:

@@ -3,6 +3,8 @@ exactly those events, its pool, its circuit's transitions and its latencies."""
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -421,3 +423,14 @@ def test_the_rolling_maxima_are_never_below_what_is_in_flight_now(
     finally:
         release.set()
     assert [f.get(timeout=WAIT) for f in futures] == [0, 1, 2]
+
+
+def test_a_snapshot_pickles_and_converts_to_plain_data(
+    registry: CommandRegistry, probe: Probe
+) -> None:
+    registry.ask("tracker", "ok")
+    metrics = registry.metrics("tracker")
+
+    assert pickle.loads(pickle.dumps(metrics)) == metrics
+    assert dataclasses.asdict(metrics)["totals"][EventType.SUCCESS] == 1
+    assert registry.metrics("tracker").totals == metrics.totals  # unchanged: shared, read only

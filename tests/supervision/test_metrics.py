@@ -467,7 +467,7 @@ def test_resized_starts_the_rolling_counters_afresh_and_keeps_the_rest(
     stats.replied((F, EventType.FALLBACK_SUCCESS), millis(2), False)
     stats.counters.peak(MAX_IN_FLIGHT, 4)
     stats.largest_pool = 2
-    stats.transitions["open"] = 1
+    stats.entered("open")
 
     stats.resized(20.0, 4, clock)
 
@@ -519,3 +519,33 @@ def test_the_lifetime_histogram_is_cumulative_and_never_rolls(clock: FakeClock) 
     assert cumulative[0.25] == 6
     assert cumulative[10.0] == 6  # 30 s is above every bound: only in the count (+Inf)
     assert latency.snapshot().count == 1  # the rolling window kept only the last one
+
+
+def test_snapshot_copies_are_shared_until_a_reply_or_a_transition_changes_them(
+    clock: FakeClock,
+) -> None:
+    stats = CommandStats(10.0, 10, clock)
+    stats.replied((S,), millis(1), False)
+    totals, transitions = stats.shown()
+
+    assert stats.shown() == (totals, transitions)
+    assert stats.shown()[0] is totals  # an idle key's snapshot makes no new dicts
+    stats.entered("open")
+    assert stats.shown()[1] == {"open": 1}
+    assert transitions == {}  # a copy handed out is never changed afterwards
+    stats.replied((F,), millis(1), False)
+    assert stats.shown()[0][F] == 1
+    assert totals[F] == 0
+
+
+def test_rolling_counts_are_one_dict_while_the_read_holds(clock: FakeClock) -> None:
+    counters = RollingCounters(10.0, 10, clock)
+    counters.events((S,))
+    first = counters.counts()
+
+    assert counters.counts() is first
+    counters.events((S,))
+    assert counters.counts()[S] == 2
+    assert first[S] == 1
+    clock.advance(10.0)  # the bucket left the window
+    assert counters.counts()[S] == 0
