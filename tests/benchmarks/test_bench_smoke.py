@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import pytest
+from markdown_tables import table_after
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -59,20 +60,6 @@ NEVER_REFUSED = (
 )
 
 
-def _table_after(report: str, header_start: str) -> dict[str, dict[str, str]]:
-    """The Markdown table whose header row starts with ``header_start``: row name -> cells."""
-    lines = report.splitlines()
-    top = next(n for n, line in enumerate(lines) if line.startswith(header_start))
-    columns = [cell.strip() for cell in lines[top].strip("|").split("|")]
-    rows: dict[str, dict[str, str]] = {}
-    for line in lines[top + 2 :]:
-        if not line.startswith("|"):
-            break
-        cells = [cell.strip() for cell in line.strip("|").split("|")]
-        rows[cells[0]] = dict(zip(columns, cells, strict=True))
-    return rows
-
-
 def _number(cell: str) -> float:
     return float(cell.replace(",", "").lstrip("<").rstrip("x"))
 
@@ -105,7 +92,7 @@ def test_quick_benchmark_exits_zero_and_writes_every_row(tmp_path: pathlib.Path)
     assert "pybreaker" in report
 
     assert "## Overload: 200 callers against a full bulkhead" in report
-    overload = _table_after(report, "| Load (bulkhead full) |")
+    overload = table_after(report, "| Load (bulkhead full) |")
     assert list(overload) == list(OVERLOAD_ROWS)
     for name, row in overload.items():
         assert _number(row["as expected"]) > 0, f"{name}: no expected answer was counted"
@@ -118,7 +105,7 @@ def test_quick_benchmark_exits_zero_and_writes_every_row(tmp_path: pathlib.Path)
             assert refused == 0, f"{name}: {refused} fallbacks refused"
     assert overload[OVERLOAD_ROWS[1]]["p99 ÷ hand-rolled"] == "1.00x"
     assert "## Pipelines and `ask_async`" in report
-    pairs = _table_after(report, "| Ours | Baseline |")
+    pairs = table_after(report, "| Ours | Baseline |")
     assert list(pairs) == list(PIPELINE_PAIRS)
     for name, row in pairs.items():
         assert row["Baseline"] == PIPELINE_PAIRS[name]
@@ -129,13 +116,13 @@ def test_quick_benchmark_exits_zero_and_writes_every_row(tmp_path: pathlib.Path)
         assert 0 < _number(row["base p50 µs"]) <= _number(row["base p99 µs"]), name
         assert _number(row["p50 ratio"]) > 0, name
     assert pairs[next(iter(PIPELINE_PAIRS))]["Result"] in ("**PASS**", "**MISS**")
-    streaming = _table_after(report, "| Streaming (10 ms dependency) |")
+    streaming = table_after(report, "| Streaming (10 ms dependency) |")
     assert list(streaming) == [MAP_ROW]
     mapped = streaming[MAP_ROW]
     assert _number(mapped["calls/s"]) > 0
     assert 0 < _number(mapped["% of ideal 1,000/s"].rstrip("%")) <= 110
     assert mapped["Result"] in ("**PASS**", "**MISS**")
 
-    checks = _table_after(report, "| Check |")
+    checks = table_after(report, "| Check |")
     assert len(checks) == 2
     assert all(row["Result"] in ("**PASS**", "**MISS**") for row in checks.values())

@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import pytest
+from markdown_tables import table_after
 from redis_servers import REDIS
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -28,20 +29,6 @@ LATENCY_ROWS = (
 OURS = "ours: fleet on, publish_interval=0.1"
 PYBREAKER = "pybreaker: `CircuitRedisStorage`"
 VERDICTS = ("**PASS**", "**MISS**")
-
-
-def _table_after(report: str, header_start: str) -> dict[str, dict[str, str]]:
-    """The Markdown table whose header row starts with ``header_start``: row name -> cells."""
-    lines = report.splitlines()
-    top = next(n for n, line in enumerate(lines) if line.startswith(header_start))
-    columns = [cell.strip() for cell in lines[top].strip("|").split("|")]
-    rows: dict[str, dict[str, str]] = {}
-    for line in lines[top + 2 :]:
-        if not line.startswith("|"):
-            break
-        cells = [cell.strip() for cell in line.strip("|").split("|")]
-        rows[cells[0]] = dict(zip(columns, cells, strict=True))
-    return rows
 
 
 def _number(cell: str) -> float:
@@ -71,14 +58,14 @@ def test_the_quick_fleet_benchmark_measures_every_part_against_its_own_redis(
     report = _run(tmp_path)
     assert report.startswith(HEADING)
 
-    latencies = _table_after(report, "| Path |")
+    latencies = table_after(report, "| Path |")
     assert list(latencies) == list(LATENCY_ROWS)
     for name, row in latencies.items():
         assert 0 < _number(row["p50 µs"]) <= _number(row["p99 µs"]), name
     assert latencies[LATENCY_ROWS[0]]["p50 ÷ no fleet"] == "1.00x"
     assert latencies[LATENCY_ROWS[1]]["Result"] in VERDICTS
 
-    commands = _table_after(report, "| Subject (1 node, 1 key, paced caller) |")
+    commands = table_after(report, "| Subject (1 node, 1 key, paced caller) |")
     assert list(commands) == [OURS, PYBREAKER]
     ours, theirs = commands[OURS], commands[PYBREAKER]
     assert _number(ours["calls"]) > 0 and _number(theirs["calls"]) > 0
@@ -90,7 +77,7 @@ def test_the_quick_fleet_benchmark_measures_every_part_against_its_own_redis(
     assert _number(theirs["(a) commands sent / call"]) >= 1
     assert theirs["(a) commands sent / call"] == theirs["(b) commands Redis counted / call"]
 
-    propagation = _table_after(report, "| Figure | Value |")
+    propagation = table_after(report, "| Figure | Value |")
     rows = list(propagation.values())
     assert rows[0]["Value"].endswith(" ms") and rows[1]["Result"] in VERDICTS
     assert rows[2]["Value"] == "0 of 3", "a node never short-circuited during an outage"
@@ -100,7 +87,7 @@ def test_the_quick_fleet_benchmark_measures_every_part_against_its_own_redis(
     assert _number(alone.split("(")[1]) >= 95
     assert _number(fleet.split("(")[1]) < _number(alone.split("(")[1])
 
-    flush = _table_after(report, "| Tick (1 node) |")
+    flush = table_after(report, "| Tick (1 node) |")
     assert len(flush) == 2
     for name, row in flush.items():
         assert _number(row["keys"]) == 1000, name

@@ -13,24 +13,11 @@ import subprocess
 import sys
 
 import pytest
+from markdown_tables import table_after
 
 from benchmarks.stream_scale import STREAM_HEADING, StreamPlan
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def _table_after(report: str, header_start: str) -> dict[str, dict[str, str]]:
-    """The Markdown table whose header row starts with ``header_start``: row name -> cells."""
-    lines = report.splitlines()
-    top = next(n for n, line in enumerate(lines) if line.startswith(header_start))
-    columns = [cell.strip() for cell in lines[top].strip("|").split("|")]
-    rows: dict[str, dict[str, str]] = {}
-    for line in lines[top + 2 :]:
-        if not line.startswith("|"):
-            break
-        cells = [cell.strip() for cell in line.strip("|").split("|")]
-        rows[cells[0]] = dict(zip(columns, cells, strict=True))
-    return rows
 
 
 def _number(cell: str) -> float:
@@ -53,7 +40,7 @@ def test_the_quick_stream_benchmark_writes_every_row(tmp_path: pathlib.Path) -> 
     plan = StreamPlan.quick()
 
     assert report.startswith(STREAM_HEADING)
-    ticks = _table_after(report, "| Keys (used, idle) |")
+    ticks = table_after(report, "| Keys (used, idle) |")
     assert list(ticks) == [f"{keys:,}" for keys in plan.keys]
     for keys, row in zip(plan.keys, ticks.values(), strict=True):
         assert 2000 * keys < _number(row["bytes per tick"]) * 1e6 < 3000 * keys  # ~2.5 KB a key
@@ -71,7 +58,7 @@ def test_the_quick_stream_benchmark_writes_every_row(tmp_path: pathlib.Path) -> 
         assert _number(landed["landed: tick per stream p50 ms"]) > 0
         assert _number(landed["landed ÷ ours (idle)"]) > 0
 
-    shared = _table_after(report, f"| {plan.streams} streams open at once |")
+    shared = table_after(report, f"| {plan.streams} streams open at once |")
     assert list(shared) == [f"{keys:,} keys" for keys in plan.keys]
     for row in shared.values():
         assert row["ticks made per round of every stream asking"] == "1"
