@@ -393,6 +393,8 @@ class Gate:
             if worker is None:
                 self._free(ticket)
                 return Stuck.LOST
+            if worker is HERE:  # its caller's own thread runs it: nothing to abandon or
+                return Stuck.DONE  # replace; the slot is freed when run returns
             if self.zombies >= max_zombies:
                 return Stuck.CAPPED
             ticket.abandoned = True

@@ -23,8 +23,10 @@ from actors import (
     Pipeline,
     Stage,
 )
+from actors.gate import HERE, Gate, Stuck
 from actors.stream import command_message
-from supervision import FakeClock, Transition
+from actors.ticket import Ticket
+from supervision import FakeClock, Permit, Transition
 
 E = EventType
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -422,3 +424,26 @@ def test_the_dashboard_stream_says_semaphore_isolation(reg: CommandRegistry) -> 
     strategy = "propertyValue_executionIsolationStrategy"
     assert messages["dependency"][strategy] == "SEMAPHORE"
     assert messages["plain"][strategy] == "THREAD"
+
+
+def test_a_call_run_here_is_never_abandoned_as_a_zombie(clock: FakeClock) -> None:
+    # A sweep (its supervisor died, say) may answer a call still in run on its caller's
+    # thread; when its grace is over there is no worker to abandon: the slot stays held until
+    # run returns, and no zombie is counted.
+    gate = Gate(CommandConfig(isolation="semaphore"), clock)
+    permit, _ = gate.admit_here()
+    assert isinstance(permit, Permit)
+    ticket = Ticket(_Owner(), None, 0.0, 1.0, permit)
+    ticket.runner = HERE
+
+    assert gate.abandon(ticket, max_zombies=10) is Stuck.DONE
+    assert (gate.in_flight, gate.zombies, gate.running) == (1, 0, 1)
+    assert gate.late(ticket, 0.5) is False  # run returned: the slot is given back
+    assert (gate.in_flight, gate.running) == (0, 0)
+
+
+class _Owner:
+    """A ticket's owner that nothing here calls."""
+
+    def __init__(self) -> None:
+        self.tracked: set[Ticket] = set()
