@@ -28,6 +28,7 @@ from supervision import (  # noqa: E402
     Health,
     Isolation,
     MaxConcurrencyError,
+    PoolConfig,
     UnknownCommandError,
 )
 
@@ -69,6 +70,7 @@ __all__ = [
     "MaxConcurrencyError",
     "Pipeline",
     "PipelineResult",
+    "PoolConfig",
     "Reply",
     "ShutdownReport",
     "Stage",

@@ -1,22 +1,20 @@
-"""The gate: a key's breaker, bulkhead, worker membership and waiting calls behind one lock.
+"""The gate: a key's breaker, its share of the bulkhead and its figures, behind its pool's lock.
 
 Callers, workers and the supervisor share it. Admission happens on the caller's thread before
 anything is enqueued, so a short-circuit or a rejection costs no actor hop and no mailbox can grow
-past the bulkhead. An admitted call takes a parked (idle) worker when there is one and goes to it
-directly; otherwise it goes to the supervisor, which starts a worker or lets the call wait.
-A worker that finishes takes the next waiting call itself, or parks. Outcomes are recorded by
-whoever answers a call, before the answer is delivered, so a caller reading ``health`` right
-after its answer sees the state its call produced.
+past the bulkhead. An admitted call takes a parked (idle) worker of the key's pool when there is
+one and goes to it directly; otherwise it goes to the pool's supervisor, which starts a worker or
+lets the call wait. A worker that finishes takes the next waiting call itself, or parks. Outcomes
+are recorded by whoever answers a call, before the answer is delivered, so a caller reading
+``health`` right after its answer sees the state its call produced.
 
-Every admitted call holds one bulkhead slot (``Ticket.holds_slot``) until its ``run`` returns, it
-is found never to have started, or its stuck worker is abandoned; ``_free`` is the one place a
-slot is given back, and it gives each ticket's slot back once. Worker membership is a set of
-refs, so every way a worker can leave (retired, died, abandoned, orphaned) is counted once.
+Every admitted call holds one slot of the key's bulkhead (and, with a shared pool, one of the
+pool's: ``Ticket.holds_slot``) until its ``run`` returns, it is found never to have started, or
+its stuck worker is abandoned; ``free`` is the one place slots are given back, and it gives each
+ticket's back once.
 
-The gate outlives the key's actors: when the key has been idle long enough, ``passivate``
-decides, under the same lock admission takes, that it sleeps (``asleep``): its workers leave and
-its supervisor is stopped by the port; a call admitted afterwards finds it asleep and has the
-port start a new supervisor (``awaken``). Breaker, windows and counts stay here throughout.
+The gate outlives the key's actors: workers, waiting calls and passivation belong to the pool
+(``actors.pool``); breaker, windows and counts stay here throughout.
 """
 
 from __future__ import annotations
@@ -44,6 +42,8 @@ from supervision.fleet import Delta, FleetState, FleetTally, FleetView, follow
 from supervision.metrics import EXECUTED, MAX_ACTIVE, MAX_IN_FLIGHT, CommandStats
 from supervision.snapshot import CommandMetrics, PoolMetrics
 
+from .pool import RETIRE, START, Pool
+
 if TYPE_CHECKING:
     from .ticket import Ticket
 
@@ -51,10 +51,6 @@ __all__ = ["HERE", "RETIRE", "START", "Gate", "Stuck"]
 
 Worker = pykka.ActorRef[Any]
 
-#: ``place`` says: start a new worker for this call.
-START: Final = "start"
-#: ``park`` says: this worker is surplus (or of a past generation) and must stop.
-RETIRE: Final = "retire"
 #: The runner of a call its caller runs (semaphore isolation): no worker.
 HERE: Final[Any] = "caller"
 
@@ -85,58 +81,46 @@ class Gate:
         "_breaker",
         "_bulkhead",
         "_clock",
-        "_drain_waiters",
-        "_drained",
-        "_idle",
         "_lock",
-        "_members",
-        "_reserved",
-        "_waiting",
-        "_worker_limit",
-        "asleep",
         "fleet_view",
-        "generation",
-        "idle_since",
+        "pool",
         "running",
         "stats",
-        "zombies",
     )
 
-    def __init__(self, config: CommandConfig, clock: Clock) -> None:
-        self._lock = threading.Lock()
-        #: Made by the first ``wait_drained`` (shutdown): most keys never need one.
-        self._drained: threading.Condition | None = None
-        self._drain_waiters = 0  # threads in wait_drained (notified only when there are some)
+    def __init__(self, config: CommandConfig, clock: Clock, pool: Pool | None = None) -> None:
         self._clock = clock
         self._breaker = CircuitBreaker(config, clock)
         #: Rolling metrics for the dashboard (recorded under the lock).
         self.stats = CommandStats(config.rolling_window, config.rolling_buckets, clock)
-        #: Calls inside ``run`` now (a zombie's call no longer counts).
+        #: This key's calls inside ``run`` now (a zombie's call no longer counts).
         self.running = 0
+        #: This key's own bulkhead: with a shared pool, its share of the pool's.
         self._bulkhead = Bulkhead(config.max_concurrent_requests, config.queue_size)
-        self._idle: list[Worker] = []
-        #: Calls waiting for a worker, oldest first: a list, not a deque (a few calls at most,
-        #: bounded by the bulkhead; an empty deque costs about 600 bytes per key).
-        self._waiting: list[Ticket] = []
-        self._worker_limit = config.max_concurrent_requests
-        self._members: set[Worker] = set()
-        self._reserved = 0  # workers being started, not yet members
-        #: Bumped when the key's workers are replaced as a whole (supervisor restart,
-        #: one_for_all): a worker of an older generation retires when its call ends.
-        self.generation = 0
-        #: Workers abandoned in ``run`` that have not returned yet.
-        self.zombies = 0
+        if pool is None:  # the key's own pool: its bulkhead and figures are the key's
+            pool = Pool(
+                name=None,
+                bulkhead=self._bulkhead,
+                stats=self.stats,
+                capacity=config.max_concurrent_requests,
+                queue_size=config.queue_size,
+                policy=config.supervision,
+            )
+        #: The worker pool the key's calls run on.
+        self.pool = pool
+        self._lock = pool.lock
         #: The fleet's view of the key, as the fleet last read it (None: no fleet).
         self.fleet_view: FleetView | None = None
-        #: True while the key is passivated: no supervisor, no worker (see ``passivate``).
-        self.asleep = False
-        #: When (``time.monotonic()``) the last call in flight ended: the key is idle since.
-        self.idle_since = time.monotonic()
 
     @property
     def workers(self) -> int:
-        """Worker actors counted against the limit (started or starting, not yet gone)."""
-        return len(self._members) + self._reserved
+        """Worker actors of the key's pool (started or starting, not yet gone)."""
+        return self.pool.workers
+
+    @property
+    def zombies(self) -> int:
+        """Workers of the key's pool abandoned in ``run`` that have not returned yet."""
+        return self.pool.zombies
 
     # -- the caller's side ---------------------------------------------------------------------
 
@@ -147,16 +131,24 @@ class Gate:
             permit, moved = self._breaker.try_acquire()
             if permit is None:  # counted in the metrics when answered; not a health event
                 return _SHORT, None, moved
-            if not self._bulkhead.try_acquire():
+            bulkhead = self._bulkhead
+            if not bulkhead.try_acquire():
                 return _REJECTED, None, moved + self._breaker.record(permit, _REJECTED)
-            self.stats.counters.peak(MAX_IN_FLIGHT, self._bulkhead.in_flight)
-            return permit, (self._idle.pop() if self._idle else None), moved
+            pool = self.pool
+            shared = pool.bulkhead
+            if shared is not bulkhead and not shared.try_acquire():  # the shared pool is full
+                bulkhead.release()
+                pool.stats.rejected()
+                return _REJECTED, None, moved + self._breaker.record(permit, _REJECTED)
+            self.stats.counters.peak(MAX_IN_FLIGHT, bulkhead.in_flight)
+            idle = pool.idle
+            return permit, (idle.pop() if idle else None), moved
 
     def admit_here(self) -> tuple[Permit | EventType, tuple[Transition, ...]]:
-        """Semaphore isolation: admit a call its caller runs itself, counted as running at once
-        (its ticket's ``runner`` must be ``HERE``); or the rejection event (SHORT_CIRCUITED /
-        SEMAPHORE_REJECTED: nothing waits, so ``queue_size`` is not used); with the transitions
-        admission caused."""
+        """Semaphore isolation (a key's own pool only): admit a call its caller runs itself,
+        counted as running at once (its ticket's ``runner`` must be ``HERE``); or the rejection
+        event (SHORT_CIRCUITED / SEMAPHORE_REJECTED: nothing waits, so ``queue_size`` is not
+        used); with the transitions admission caused."""
         with self._lock:
             permit, moved = self._breaker.try_acquire()
             if permit is None:
@@ -167,6 +159,7 @@ class Gate:
                     permit, _SEMAPHORE_REJECTED
                 )
             self.running += 1
+            self.pool.running += 1
             counters = self.stats.counters
             counters.peak(MAX_IN_FLIGHT, bulkhead.in_flight)
             counters.peak(MAX_ACTIVE, self.running)
@@ -179,112 +172,50 @@ class Gate:
         worker may be started), or None (the call waits for a worker)."""
         with self._lock:
             if ticket.settled:  # timed out or answered before it got here
-                self._free(ticket)
+                self.free(ticket)
                 return None
-            if self._idle:
-                return self._idle.pop()
-            if self.workers < self._worker_limit:
-                self._reserved += 1
+            pool = self.pool
+            if pool.idle:
+                return pool.idle.pop()
+            if pool.workers < pool.worker_limit:
+                pool.reserved += 1
                 return START
-            self._waiting.append(ticket)
+            pool.waiting.append(ticket)
             return None
-
-    def reserve(self) -> bool:
-        """Count one more worker about to start, if the limit allows (a replacement)."""
-        with self._lock:
-            if self.workers >= self._worker_limit:
-                return False
-            self._reserved += 1
-            return True
-
-    def unreserve(self) -> None:
-        """A reserved worker could not be started."""
-        with self._lock:
-            self._reserved -= 1
-
-    def next_waiting_for_new_worker(self) -> Ticket | None:
-        """A waiting call, if the limit allows one more worker for it (a resize, a death)."""
-        with self._lock:
-            while self._waiting and self.workers < self._worker_limit:
-                ticket = self._waiting.pop(0)
-                if ticket.settled:
-                    self._free(ticket)
-                    continue
-                self._reserved += 1
-                return ticket
-            return None
-
-    def take_surplus(self) -> list[Worker]:
-        """Parked workers beyond the limit, removed from the gate (to be stopped)."""
-        with self._lock:
-            surplus = []
-            while self._idle and self.workers > self._worker_limit:
-                worker = self._idle.pop()
-                self._members.discard(worker)
-                surplus.append(worker)
-            return surplus
-
-    def renew(self) -> list[Worker]:
-        """Start a new generation: parked workers leave now (returned, to be stopped); busy
-        ones retire when their call ends."""
-        with self._lock:
-            self.generation += 1
-            idle, self._idle = self._idle, []
-            self._members.difference_update(idle)
-            return idle
-
-    def orphan(self) -> tuple[list[Ticket], list[Worker]]:
-        """The supervisor died: a new generation; the waiting calls (still holding their slots,
-        to be dropped) and the parked workers (gone from the gate, to be stopped)."""
-        idle = self.renew()
-        with self._lock:
-            waiting = list(self._waiting)
-            self._waiting.clear()
-            return waiting, idle
-
-    def close(self) -> tuple[list[Ticket], list[Worker]]:
-        """Admit no more workers: like ``orphan``, and every busy worker retires."""
-        waiting, idle = self.orphan()
-        with self._lock:
-            self._worker_limit = 0
-        return waiting, idle
 
     # -- the worker's side ---------------------------------------------------------------------
-
-    def join(self, worker: Worker) -> None:
-        """A reserved worker has started."""
-        with self._lock:
-            self._reserved -= 1
-            self._members.add(worker)
-            stats = self.stats
-            stats.largest_pool = max(stats.largest_pool, self.workers)
-
-    def leave(self, worker: Worker) -> None:
-        """A worker is gone (whatever the way); idempotent."""
-        with self._lock:
-            self._members.discard(worker)
-            if worker in self._idle:
-                self._idle.remove(worker)
 
     def begin(self, ticket: Ticket, worker: Worker) -> bool:
         """A worker is about to run the call: False (and the slot freed) if it was settled
         (timed out, dropped) before it got there."""
         with self._lock:
             if ticket.settled:
-                self._free(ticket)
+                self.free(ticket)
                 return False
             ticket.runner = worker
             self.running += 1
             self.stats.counters.peak(MAX_ACTIVE, self.running)
+            pool = self.pool
+            pool.running += 1
+            if pool.name is not None:
+                pool.stats.counters.peak(MAX_ACTIVE, pool.running)
             return True
+
+    def _ran(self, seconds: float) -> None:
+        """``run`` returned after ``seconds`` (the lock is held): the key's figures, and a
+        shared pool's."""
+        self.stats.ran(seconds)
+        pool = self.pool
+        if pool.name is not None:
+            pool.stats.ran(seconds)
 
     def finish(self, ticket: Ticket, event: EventType, ran: float | None) -> tuple[Transition, ...]:
         """``run`` returned with ``event`` after ``ran`` seconds (None: not timed) and its
         worker answers: free the slot, record."""
         with self._lock:
-            self._free(ticket)
+            self.free(ticket)
             if ran is not None:
-                self.stats.ran(ran)
+                self._ran(ran)
             return self._breaker.record(ticket.permit, event)
 
     def late(self, ticket: Ticket, ran: float | None = None) -> bool:
@@ -293,12 +224,12 @@ class Gate:
         freed."""
         with self._lock:
             if ran is not None:
-                self.stats.ran(ran)
+                self._ran(ran)
             if ticket.abandoned:
                 ticket.abandoned = False
-                self.zombies -= 1
+                self.pool.zombies -= 1
                 return True
-            self._free(ticket)
+            self.free(ticket)
             return False
 
     def succeed(
@@ -312,41 +243,13 @@ class Gate:
         """The success path under one lock: ``run`` returned a value after ``ran`` seconds and
         the call is answered ``latency`` seconds after it was made: free the slot, record
         SUCCESS and count the reply (the caller's ``Ticket.answer(reply, counted=True)``); with
-        ``worker``, park it too (what ``park`` says comes second)."""
+        ``worker``, park it too (what ``Pool.park`` says comes second)."""
         with self._lock:
-            self._free(ticket)
-            stats = self.stats
-            stats.ran(ran)
-            stats.replied(_SUCCEEDED, latency, False)
+            self.free(ticket)
+            self._ran(ran)
+            self.stats.replied(_SUCCEEDED, latency, False)
             moved = self._breaker.record(ticket.permit, EventType.SUCCESS)
-            return moved, None if worker is None else self._park(worker, generation)
-
-    def park(self, worker: Worker, generation: int) -> Ticket | str | None:
-        """A worker is free: the next waiting call for it, ``RETIRE``, or None (parked)."""
-        with self._lock:
-            return self._park(worker, generation)
-
-    def _park(self, worker: Worker, generation: int) -> Ticket | str | None:
-        """``park``, under the lock the caller holds."""
-        if (
-            generation != self.generation
-            or worker not in self._members
-            or self.workers > self._worker_limit
-        ):
-            self._members.discard(worker)
-            return RETIRE
-        waiting = self._waiting
-        while waiting:
-            ticket = waiting.pop(0)
-            if not ticket.settled:
-                return ticket
-            self._free(ticket)  # timed out while it waited
-        self._idle.append(worker)
-        return None
-
-    def idle_workers(self) -> list[Worker]:
-        with self._lock:
-            return list(self._idle)
+            return moved, None if worker is None else self.pool.park_locked(worker, generation)
 
     # -- anyone --------------------------------------------------------------------------------
 
@@ -362,19 +265,19 @@ class Gate:
         free its slot, and drop it from the waiting calls (a stuck pool must not let timed-out
         entries pile up there)."""
         if ticket.runner is None and ticket.holds_slot:
-            self._free(ticket)
+            self.free(ticket)
             with contextlib.suppress(ValueError):  # in a mailbox, not waiting here
-                self._waiting.remove(ticket)
+                self.pool.waiting.remove(ticket)
 
     def release(self, ticket: Ticket) -> None:
         """Free a call's slot without an outcome (idempotent)."""
         with self._lock:
-            self._free(ticket)
+            self.free(ticket)
 
     def cancel(self, ticket: Ticket) -> None:
         """A call that never ran: free its slot, no outcome, and a probe's slot back."""
         with self._lock:
-            self._free(ticket)
+            self.free(ticket)
             self._breaker.release(ticket.permit)
 
     def void(self, ticket: Ticket) -> None:
@@ -391,42 +294,53 @@ class Gate:
                 return Stuck.DONE
             worker = ticket.runner
             if worker is None:
-                self._free(ticket)
+                self.free(ticket)
                 return Stuck.LOST
             if worker is HERE:  # its caller's own thread runs it: nothing to abandon or
                 return Stuck.DONE  # replace; the slot is freed when run returns
-            if self.zombies >= max_zombies:
+            pool = self.pool
+            if pool.zombies >= max_zombies:
                 return Stuck.CAPPED
             ticket.abandoned = True
-            self.zombies += 1
-            self._members.discard(worker)
-            self._free(ticket)
+            pool.zombies += 1
+            pool.members.discard(worker)
+            self.free(ticket)
             return Stuck.ABANDONED
 
-    def _free(self, ticket: Ticket) -> None:
+    def free(self, ticket: Ticket) -> None:
+        """Give the call's slots back, once (the lock is held): the one place it happens."""
         if not ticket.holds_slot:
             return
         ticket.holds_slot = False
+        pool = self.pool
         if ticket.runner is not None:
             self.running -= 1
-        self._bulkhead.release()
-        if self._bulkhead.in_flight == 0:
-            self.idle_since = time.monotonic()
-            drained = self._drained
-            if drained is not None and self._drain_waiters:
+            pool.running -= 1
+        bulkhead = self._bulkhead
+        bulkhead.release()
+        shared = pool.bulkhead
+        if shared is not bulkhead:
+            shared.release()
+        if shared.in_flight == 0:
+            pool.idle_since = time.monotonic()
+        if pool.drain_waiters and bulkhead.in_flight == 0:
+            drained = pool.drained
+            if drained is not None:
                 drained.notify_all()
 
     def wait_drained(self, timeout: float | None) -> bool:
-        """Block until no call is in flight, or ``timeout`` seconds pass; True if drained."""
+        """Block until none of the key's calls is in flight, or ``timeout`` seconds pass; True
+        if drained."""
+        pool = self.pool
         with self._lock:
-            drained = self._drained
+            drained = pool.drained
             if drained is None:
-                drained = self._drained = threading.Condition(self._lock)
-            self._drain_waiters += 1
+                drained = pool.drained = threading.Condition(self._lock)
+            pool.drain_waiters += 1
             try:
                 return drained.wait_for(lambda: self._bulkhead.in_flight == 0, timeout)
             finally:
-                self._drain_waiters -= 1
+                pool.drain_waiters -= 1
 
     @property
     def in_flight(self) -> int:
@@ -447,33 +361,6 @@ class Gate:
             entered = self.stats.entered
             for moved in transitions:
                 entered(moved.to_state.value)
-
-    # -- passivation (the registry's timer and the first caller after it) ----------------------
-
-    def passivate(self, after: float) -> list[Worker] | float:
-        """If the key has been idle for ``after`` seconds (nothing in flight or waiting, no
-        worker starting, no zombie), mark it asleep and take every worker out of it (a new
-        generation: the parked ones are returned, to be retired; one still finishing its call
-        retires when it parks); else the ``time.monotonic()`` instant to look again. Decided
-        under the lock admission takes, so a call admitted afterwards finds the key asleep."""
-        with self._lock:
-            now = time.monotonic()
-            if self._bulkhead.in_flight or self._waiting or self._reserved or self.zombies:
-                return now + after
-            due = self.idle_since + after
-            if now < due:
-                return due
-            self.asleep = True
-            self.generation += 1
-            idle, self._idle = self._idle, []
-            self._members.clear()
-            return idle
-
-    def awaken(self) -> None:
-        """The key has a supervisor again (its first call after passivation started one)."""
-        with self._lock:
-            self.asleep = False
-            self.idle_since = time.monotonic()
 
     # -- the fleet (off every call's path: its own threads call these) -------------------------
 
@@ -513,8 +400,13 @@ class Gate:
                 self.stats.resized(config.rolling_window, config.rolling_buckets, self._clock)
             self._breaker.reconfigure(config)
             self._bulkhead.resize(config.max_concurrent_requests, config.queue_size)
-            if self._worker_limit > 0:  # a closed gate stays closed
-                self._worker_limit = config.max_concurrent_requests
+            pool = self.pool
+            if pool.name is None:  # the key's own pool follows the key's configuration
+                pool.capacity = config.max_concurrent_requests
+                pool.queue_size = config.queue_size
+                pool.policy = config.supervision
+                if pool.worker_limit > 0:  # a closed pool stays closed
+                    pool.worker_limit = config.max_concurrent_requests
 
     def metrics(
         self, key: str, group: str, status: str, config: CommandConfig, now: float
@@ -524,21 +416,25 @@ class Gate:
             breaker, stats = self._breaker, self.stats
             counts = stats.counters
             in_flight = self._bulkhead.in_flight
-            running = self.running
             requests, errors, error_percent = breaker.health()
             totals, transitions = stats.shown()
+            shared = self.pool
+            # the key's own pool: its stats are the key's
+            pool_stats, pool_running = shared.stats, shared.running
+            pool_counts = pool_stats.counters
             pool = PoolMetrics(
-                name=key,
-                active=running,
-                queued=max(0, in_flight - running),
-                pool_size=self.workers,
-                largest_pool_size=stats.largest_pool,
-                max_pool_size=config.max_concurrent_requests,
-                completed=stats.completed,
-                rolling_executed=counts.total(EXECUTED),
-                rolling_max_active=max(counts.maximum(MAX_ACTIVE), running),
-                rolling_rejected=counts.count(_REJECTED),
-                queue_size=config.queue_size,
+                name=key if shared.name is None else shared.name,
+                active=pool_running,
+                queued=max(0, shared.bulkhead.in_flight - pool_running),
+                pool_size=shared.workers,
+                largest_pool_size=pool_stats.largest_pool,
+                max_pool_size=shared.capacity,
+                completed=pool_stats.completed,
+                rolling_executed=pool_counts.total(EXECUTED),
+                rolling_max_active=max(pool_counts.maximum(MAX_ACTIVE), pool_running),
+                rolling_rejected=pool_counts.count(_REJECTED),
+                queue_size=shared.queue_size,
+                rolling_window=(config.rolling_window if shared.name is None else shared.shape[0]),
             )
             return CommandMetrics(
                 key=key,
@@ -554,7 +450,7 @@ class Gate:
                 error_percent=error_percent,
                 in_flight=in_flight,
                 rolling_max_in_flight=max(counts.maximum(MAX_IN_FLIGHT), in_flight),
-                zombies=self.zombies,
+                zombies=self.pool.zombies,
                 latency_execute=stats.execute.snapshot(),
                 latency_total=stats.total.snapshot(),
                 pool=pool,
@@ -572,8 +468,8 @@ class Gate:
                 errors=errors,
                 error_percent=error_percent,
                 in_flight=self._bulkhead.in_flight,
-                workers=self.workers,
-                zombies=self.zombies,
+                workers=self.pool.workers,
+                zombies=self.pool.zombies,
                 status=status,
                 fleet=self.fleet_view,
             )

@@ -11,7 +11,7 @@ from typing import Any, Generic
 
 import pykka
 
-from supervision import CommandConfig, EventType
+from supervision import EventType, SupervisionPolicy
 
 from .generics import ResultT
 
@@ -123,7 +123,8 @@ class SupervisorExited:
     """A command supervisor tells the registry it died (crashed, stopped from outside, or gave
     up after too many worker restarts: ``escalated``)."""
 
-    key: str
+    #: The worker pool it supervised (an ``actors.pool.Pool``: not named here).
+    pool: Any
     supervisor: pykka.ActorRef[Any]
     error: BaseException | None
     escalated: bool
@@ -144,9 +145,10 @@ class ShutdownReport:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Reconfigure:
-    """The registry tells a supervisor its key has a new configuration."""
+    """The registry tells a pool's supervisor its pool has a new configuration (read from the
+    pool); ``supervision`` is the pool's new policy."""
 
-    config: CommandConfig
+    supervision: SupervisionPolicy
 
 
 class InjectedCrash(Exception):  # noqa: N818 (it is not an error of the library)

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, cast
 
 import pykka
 
@@ -40,13 +40,14 @@ from .event_loop import KeyLoop
 from .gate import Gate, Stuck
 from .log import Log, log_transitions, logger, ms
 from .messages import Refill, Reply, Retire
+from .pool import Pool, Running
 from .ticket import Ticket
 from .tracing import CallTrace, Tracer
 
 if TYPE_CHECKING:
     from .watchdog import Watchdog
 
-__all__ = ["CommandPort", "Passivation", "Running", "TransitionListener"]
+__all__ = ["CommandPort", "TransitionListener", "port_of"]
 
 #: Called with (key, transition) on every circuit transition.
 TransitionListener = Callable[[str, Transition], None]
@@ -58,34 +59,6 @@ _SHORT = EventType.SHORT_CIRCUITED
 #: with a count of the lines held back: under overload or an outage, logging every call would
 #: cost more than the call and drown the application's own logs.
 PER_CALL_LOG_INTERVAL = 1.0
-
-
-class Running(Protocol):
-    """A worker as the port sees it (named here: this module never imports the worker)."""
-
-    #: True while inside ``run``.
-    busy: bool
-    #: True while ``run``'s coroutine runs on the key's loop.
-    awaiting: bool
-    #: The worker's thread, once started.
-    thread: threading.Thread | None
-
-
-class Passivation:
-    """A port's passivation state, in one slotted object: past 29 attributes, every port's
-    instance dict would take about 1.3 KB more, for each of thousands of keys."""
-
-    __slots__ = ("armed", "lock", "start", "token")
-
-    def __init__(self) -> None:
-        #: Starts the key's supervisor (given by the registry actor: the port never names the
-        #: supervisor); None: the key is never passivated.
-        self.start: Callable[[], pykka.ActorRef[Any]] | None = None
-        #: Serialises passivation and the start of a supervisor (wake, revive).
-        self.lock = threading.Lock()
-        #: The idle check that is current (an older one ends), and whether one is due.
-        self.token = 0
-        self.armed = False
 
 
 class CommandPort:
@@ -102,6 +75,7 @@ class CommandPort:
         watchdog: Watchdog,
         listeners: Sequence[TransitionListener],
         tracer: Tracer | None = None,
+        pool: Pool | None = None,
     ) -> None:
         self.key = key
         self.command_class = command_class
@@ -113,19 +87,18 @@ class CommandPort:
         self._kwargs = kwargs
         self.config = config
         self.clock = clock
-        self.gate = Gate(config, breaker_clock)
+        self.gate = Gate(config, breaker_clock, pool)
         self.log: Log = logger.bind(command=key)
-        self.supervisor: pykka.ActorRef[Any] | None = None
+        #: The worker pool the key's calls run on (its own, or a shared one): its workers, its
+        #: supervisor, passivation, and whether it is restarting or down.
+        self.pool = pool = self.gate.pool
+        if pool.log is None:  # the key's own pool logs as the key
+            pool.log = self.log
+        pool.ports.append(self)
         #: Set when the registry stopped the key (reset, shutdown): asks are re-routed or refused.
         self.closed: CommandError | None = None
-        #: Set while the key's supervisor is dead ("restarting") or given up on ("down"): asks
-        #: are answered at once with it (reason "unavailable") or the fallback.
-        self.down: CommandError | None = None
-        self.status = "up"
         #: Admitted calls not answered yet.
         self.tracked: set[Ticket] = set()
-        #: Live worker actors (any generation), for shutdown and fault injection.
-        self.workers: dict[pykka.ActorRef[Any], Running] = {}
         #: Calls answered by ``sweep`` (for the shutdown report).
         self.swept = 0
         #: The fallback bulkhead: one token per fallback allowed to run at once. ``list.pop`` and
@@ -144,8 +117,39 @@ class CommandPort:
         self.warned_in_loop = False
         #: The key's event loop for ``async def run`` (its thread starts on first need).
         self.loop = KeyLoop(f"hystrix-async-{key}")
-        #: How the key passivates and starts again (``start`` is set by the registry actor).
-        self.passivation = Passivation()
+
+    # -- the pool's lifecycle, as the key sees it ----------------------------------------------
+
+    @property
+    def supervisor(self) -> pykka.ActorRef[Any] | None:
+        """The supervisor of the key's pool; None while it is passivated."""
+        return self.pool.supervisor
+
+    @supervisor.setter
+    def supervisor(self, supervisor: pykka.ActorRef[Any] | None) -> None:
+        self.pool.supervisor = supervisor
+
+    @property
+    def down(self) -> CommandError | None:
+        """Set while the pool's supervisor is dead ("restarting") or given up on ("down"): asks
+        are answered at once with it (reason "unavailable") or the fallback."""
+        down = self.pool.down
+        if down is None or down.key == self.key:
+            return down
+        return CommandError(str(down), key=self.key, reason=down.reason)  # a shared pool's
+
+    @down.setter
+    def down(self, error: CommandError | None) -> None:
+        self.pool.down = error
+
+    @property
+    def status(self) -> str:
+        """ "up", "restarting" or "down": the pool's supervisor's."""
+        return self.pool.status
+
+    @status.setter
+    def status(self, status: str) -> None:
+        self.pool.status = status
 
     # -- the caller's side ---------------------------------------------------------------------
 
@@ -258,7 +262,8 @@ class CommandPort:
         if it is dead, answer "unavailable"."""
         # asleep is read first: admitted after the key passivated, this call must not reach
         # the supervisor being stopped (``wake`` sets the new one before it clears asleep)
-        supervisor = self.wake() if self.gate.asleep else self.supervisor
+        pool = self.pool
+        supervisor = self.wake() if pool.asleep else pool.supervisor
         try:
             if supervisor is None:
                 raise pykka.ActorDeadError(self.key)
@@ -278,10 +283,11 @@ class CommandPort:
         return self.gate.metrics(self.key, self.group, self.status, self.config, time.time())
 
     def live_workers(self) -> list[pykka.ActorRef[Any]]:
-        return [ref for ref in list(self.workers) if ref.is_alive()]
+        """The live workers of the key's pool."""
+        return [ref for ref in list(self.pool.actors) if ref.is_alive()]
 
     def worker_actors(self) -> list[Running]:
-        return list(self.workers.values())
+        return list(self.pool.actors.values())
 
     def wait(self, ticket: Ticket) -> Reply:
         """Block for the ticket's reply; at its deadline, answer TIMEOUT on this thread."""
@@ -381,7 +387,7 @@ class CommandPort:
             CommandError(str(gone), key=self.key, reason=gone.reason),
             ticket.context.copy(),  # the caller's context, fresh: not the worker's copy
         )
-        if not self.passivation.armed:  # a loop started for a key that is asleep (semaphore)
+        if not self.pool.armed:  # a loop started for a key that is asleep (semaphore)
             self.watch_idle()
         if not call.ended.wait(max(0.0, ticket.deadline - self.clock())):
             loop.cancel(call)
@@ -412,71 +418,69 @@ class CommandPort:
 
     def check_stuck(self, ticket: Ticket) -> None:
         """The grace period of an answered call whose ``run`` had not returned is over."""
-        config = self.config
-        verdict = self.gate.abandon(
-            ticket, config.supervision.zombie_cap(config.max_concurrent_requests)
-        )
+        pool = self.pool
+        verdict = self.gate.abandon(ticket, pool.zombie_cap())
         if verdict is Stuck.ABANDONED:
             self.log.warning(
                 "worker.abandoned",
                 worker=ticket.runner.actor_urn if ticket.runner else None,
-                zombies=self.gate.zombies,
+                zombies=pool.zombies,
                 overdue_ms=ms(self.clock() - ticket.deadline),
             )
-            supervisor = self.supervisor
+            supervisor = pool.supervisor
             if supervisor is not None:
                 # a dead supervisor's successor starts workers on demand
                 with contextlib.suppress(pykka.ActorDeadError):
                     supervisor.tell(Refill())
         elif verdict is Stuck.CAPPED:
-            self.log.warning("worker.zombie_cap_reached", zombies=self.gate.zombies)
+            self.log.warning("worker.zombie_cap_reached", zombies=pool.zombies)
             self.check_stuck_at(self.clock() + self.grace(), ticket)
         elif verdict is Stuck.LOST:
             self.log.warning("command.lost_call_freed")
 
-    # -- passivation ---------------------------------------------------------------------------
+    # -- passivation (of the key's pool: any of its ports does it for all) --------------------
 
     def watch_idle(self, *, renew: bool = False) -> None:
-        """Look, ``passivate_after`` seconds from now, whether the key has been idle that long
+        """Look, ``passivate_after`` seconds from now, whether the pool has been idle that long
         (a job on the registry's timer: no thread of its own), unless a look is due already;
         ``renew``: replace the look due (the setting changed)."""
-        state = self.passivation
-        with state.lock:
-            if state.armed and not renew:
+        pool = self.pool
+        with pool.life:
+            if pool.armed and not renew:
                 return
-            state.token += 1
-            after = self.config.supervision.passivate_after
-            if after is None or self.closed is not None or state.start is None:
-                state.armed = False
+            pool.token += 1
+            after = pool.policy.passivate_after
+            if after is None or self.closed is not None or pool.start is None:
+                pool.armed = False
                 return
-            state.armed = True
-            job = functools.partial(self._idle_check, state.token)
+            pool.armed = True
+            job = functools.partial(self._idle_check, pool.token)
             self.timer.call_at(time.monotonic() + after, job)
 
     def _idle_check(self, token: int) -> None:
-        """Passivate the key if it has been idle for ``passivate_after`` seconds: stop its
-        workers, its supervisor and its event loop's thread, keeping this port and the gate
-        (breaker, windows, counts, config). Else look again when it could be."""
-        state = self.passivation
-        with state.lock:
-            if token != state.token:
+        """Passivate the pool if it has been idle for ``passivate_after`` seconds: stop its
+        workers, its supervisor and its keys' event loop threads, keeping the ports and gates
+        (breakers, windows, counts, configs). Else look again when it could be."""
+        pool = self.pool
+        with pool.life:
+            if token != pool.token:
                 return  # a newer look replaced this one
-            after = self.config.supervision.passivate_after
+            after = pool.policy.passivate_after
             if after is None or self.closed is not None:
-                state.armed = False
+                pool.armed = False
                 return
-            idle_since = self.gate.idle_since
+            idle_since = pool.idle_since
             # restarting or down: the registry owns the supervisor; look again later
-            if self.down is not None:
+            if pool.down is not None:
                 verdict: list[pykka.ActorRef[Any]] | float = time.monotonic() + after
             else:
-                verdict = self.gate.passivate(after)
+                verdict = pool.passivate(after)
             if isinstance(verdict, float):
                 self.timer.call_at(verdict, functools.partial(self._idle_check, token))
                 return
-            state.armed = False
-            supervisor, self.supervisor = self.supervisor, None
-            loop_stopped = self.loop.suspend()
+            pool.armed = False
+            supervisor, pool.supervisor = pool.supervisor, None
+            loop_stopped = any([port.loop.suspend() for port in list(pool.ports)])
         for worker in verdict:
             with contextlib.suppress(pykka.ActorDeadError):
                 worker.tell(Retire())
@@ -484,60 +488,63 @@ class CommandPort:
             with contextlib.suppress(pykka.ActorDeadError):
                 supervisor.stop(block=False)
         if supervisor is not None or loop_stopped:
-            self.log.debug("command.passivated", idle_ms=ms(time.monotonic() - idle_since))
+            pool.log.debug("command.passivated", idle_ms=ms(time.monotonic() - idle_since))
 
     def wake(self) -> pykka.ActorRef[Any] | None:
-        """The key's supervisor for a call admitted while the key was passivated: the first
+        """The pool's supervisor for a call admitted while the pool was passivated: the first
         such caller starts a new one (the others wait for it on the lock), and idleness is
         watched again. None if the key is closed or no supervisor could be started."""
-        with self.passivation.lock:
-            if not self.gate.asleep:
-                return self.supervisor  # woken a moment ago by another caller
-            start = self.passivation.start
+        pool = self.pool
+        with pool.life:
+            if not pool.asleep:
+                return pool.supervisor  # woken a moment ago by another caller
+            start = pool.start
             if self.closed is not None or start is None:
                 return None
-            idle = time.monotonic() - self.gate.idle_since
+            idle = time.monotonic() - pool.idle_since
             try:
-                supervisor = self.supervisor = start()
+                supervisor = pool.supervisor = start()
             except Exception as exc:  # no thread to be had: this call is answered unavailable
                 self.log.error("command.reactivation_failed", error=repr(exc))
                 return None
-            self.gate.awaken()  # after the supervisor is set: see hand_back
-        self.log.debug("command.reactivated", idle_ms=ms(idle))
+            pool.awaken()  # after the supervisor is set: see hand_back
+        pool.log.debug("command.reactivated", idle_ms=ms(idle))
         self.watch_idle()
         return supervisor
 
     def revive(self) -> bool:
         """Start a supervisor in place of a dead one (the registry, after a backoff or on
-        ``restart(key)``); False if the key is closed or passivated (its next call starts one)
-        or its supervisor is alive."""
-        with self.passivation.lock:
-            start = self.passivation.start
-            if self.closed is not None or self.gate.asleep or start is None:
+        ``restart(key)``); False if the key is closed or its pool passivated (its next call
+        starts one) or its supervisor is alive."""
+        pool = self.pool
+        with pool.life:
+            start = pool.start
+            if self.closed is not None or pool.asleep or start is None:
                 return False
-            supervisor = self.supervisor
+            supervisor = pool.supervisor
             if supervisor is not None and supervisor.is_alive():
                 return False
-            self.supervisor = start()
-            self.down = None
-            self.status = "up"
+            pool.supervisor = start()
+            pool.down = None
+            pool.status = "up"
         self.watch_idle()
         return True
 
     def tell_supervisor(self, message: object) -> None:
-        """Tell the key's supervisor, if it has one (a passivated key has none: the one its next
-        call starts reads this port)."""
-        with self.passivation.lock:
-            supervisor = self.supervisor
+        """Tell the pool's supervisor, if it has one (a passivated pool has none: the one its
+        next call starts reads the pool)."""
+        pool = self.pool
+        with pool.life:
+            supervisor = pool.supervisor
             if supervisor is not None:
                 with contextlib.suppress(pykka.ActorDeadError):
                     supervisor.tell(message)
 
     def current_supervisor(self) -> pykka.ActorRef[Any] | None:
-        """The key's supervisor, read once no supervisor is being started (for the registry
+        """The pool's supervisor, read once no supervisor is being started (for the registry
         stopping a closed key: a caller waking it then finds it closed)."""
-        with self.passivation.lock:
-            return self.supervisor
+        with self.pool.life:
+            return self.pool.supervisor
 
     # -- fallbacks -----------------------------------------------------------------------------
 
@@ -647,3 +654,8 @@ class CommandPort:
         if config.fallback_max_concurrent != self.config.fallback_max_concurrent:
             self.fallback_slots = [None] * config.fallback_max_concurrent
         self.config = config
+
+
+def port_of(ticket: Ticket) -> CommandPort:
+    """The port of a ticket's key (a ticket names it through ``ticket.Owner``)."""
+    return cast("CommandPort", ticket.port)

@@ -37,10 +37,12 @@ from supervision import (
     CommandError,
     Health,
     Isolation,
+    PoolConfig,
     UnknownCommandError,
     monotonic,
 )
 from supervision.checks import MAX_SECONDS, as_float, check_number, show
+from supervision.config import check_pool_name
 from supervision.snapshot import CommandMetrics
 
 from .caller import call_here, call_here_async
@@ -53,6 +55,7 @@ from .messages import Reply, ShutdownReport
 from .port import CommandPort, TransitionListener
 from .registry_actor import (
     Configure,
+    ConfigurePool,
     HealthOf,
     Ports,
     Register,
@@ -317,6 +320,18 @@ class CommandRegistry:
             raise TypeError(msg)
         self._ensure_open()
         self._actor.ask(Configure(key, config))
+
+    @_DefaultBound
+    def configure_pool(self, name: str, config: PoolConfig) -> None:
+        """Size and supervise the shared worker pool ``name`` (the keys whose
+        ``CommandConfig(pool=name)``), before or after its first use; until then it has
+        ``PoolConfig()``: 10 workers, no queue (like Hystrix's ``threadPoolKey`` properties)."""
+        check_pool_name("pool name", name)
+        if not isinstance(config, PoolConfig):
+            msg = f"configure_pool() takes a PoolConfig, got {show(config)}"
+            raise TypeError(msg)
+        self._ensure_open()
+        self._actor.ask(ConfigurePool(name, config))
 
     @_DefaultBound
     def subscribe(self, listener: TransitionListener) -> None:
@@ -736,10 +751,14 @@ def _join_workers(ports: list[CommandPort], deadline: float) -> int:
     """Wait for the threads of the ports' workers that are not inside ``run`` to end; how many
     threads are left (zombies)."""
     workers = []
+    seen: set[int] = set()  # a shared pool's workers appear under each of its keys
     for port in ports:
         loop_thread = port.loop.thread
         loop_stopped = loop_thread is None or not loop_thread.is_alive()
         for worker in port.worker_actors():
+            if id(worker) in seen:
+                continue
+            seen.add(id(worker))
             workers.append(worker)
             thread = worker.thread
             # a worker awaiting a coroutine is freed by the stopped loop (it cancelled the task)

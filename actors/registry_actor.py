@@ -3,10 +3,12 @@
 Every change of the key map goes through its mailbox: registration, configuration, the first
 route to a key (which builds the port and starts the key's supervisor), reset and stop.
 
-A port outlives its supervisor: the registry gives it a way to start one, so a key that
-passivated (idle for ``passivate_after``) is started again by its next caller without a hop
-through this actor. A key whose calls run on their callers' threads (semaphore isolation) starts
-passivated: its supervisor is started only if its configuration turns to thread isolation.
+A port outlives its supervisor: the registry gives the key's worker pool a way to start one, so
+a pool that passivated (idle for ``passivate_after``) is started again by its next caller without
+a hop through this actor. A key whose calls run on their callers' threads (semaphore isolation)
+starts passivated: its supervisor is started only if its configuration turns to thread
+isolation. A shared pool (``CommandConfig(pool=...)``) is made by the first key naming it, sized
+by ``ConfigurePool`` (else ``PoolConfig()``), and starts passivated: its first call starts it.
 """
 
 from __future__ import annotations
@@ -28,14 +30,16 @@ from supervision import (
     Directive,
     Health,
     Isolation,
+    PoolConfig,
     Restarts,
     UnknownCommandError,
     monotonic,
 )
 
 from .commands import Command, FunctionCommand
-from .log import ms
+from .log import logger, ms
 from .messages import Reconfigure, SupervisorExited
+from .pool import Pool
 from .port import CommandPort, TransitionListener
 from .supervisor import CommandActor
 from .tracing import Tracer
@@ -43,6 +47,7 @@ from .watchdog import Watchdog
 
 __all__ = [
     "Configure",
+    "ConfigurePool",
     "HealthOf",
     "Ports",
     "Register",
@@ -66,6 +71,12 @@ class Register:
 class Configure:
     key: str
     config: CommandConfig
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConfigurePool:
+    name: str
+    config: PoolConfig
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -126,7 +137,11 @@ class RegistryActor(pykka.ThreadingActor):
         self._registrations: dict[str, Register] = {}
         self._configs: dict[str, CommandConfig] = {}
         self._ports: dict[str, CommandPort] = {}
-        self._restarts: dict[str, Restarts] = {}
+        #: Shared pools by name, and their configurations (set before or after first use).
+        self._pools: dict[str, Pool] = {}
+        self._pool_configs: dict[str, PoolConfig] = {}
+        #: Supervisor restarts, per pool.
+        self._restarts: dict[Pool, Restarts] = {}
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Route):
@@ -135,6 +150,8 @@ class RegistryActor(pykka.ThreadingActor):
             return self._register(message)
         if isinstance(message, Configure):
             return self._configure(message.key, message.config)
+        if isinstance(message, ConfigurePool):
+            return self._configure_pool(message.name, message.config)
         if isinstance(message, HealthOf):
             return self._health(message.key)
         if isinstance(message, Ports):
@@ -149,6 +166,8 @@ class RegistryActor(pykka.ThreadingActor):
             self._stop_ports(message.reason, sweep=message.sweep)
             self._registrations.clear()
             self._configs.clear()
+            self._pools.clear()
+            self._pool_configs.clear()
             self._restarts.clear()
             return None
         msg = f"registry actor cannot handle {message!r}"
@@ -166,18 +185,58 @@ class RegistryActor(pykka.ThreadingActor):
         self._registrations[key] = registration
 
     def _configure(self, key: str, config: CommandConfig) -> None:
-        self._configs[key] = config
         port = self._ports.get(key)
+        if port is not None and config.pool != port.config.pool:
+            msg = (
+                f"command key {key!r} runs on {port.pool.label()}: its pool cannot change once"
+                f" it has been used (got pool={config.pool!r}); reset() first"
+            )
+            raise ValueError(msg)
+        self._configs[key] = config
         if port is not None:
-            passivate_after = port.config.supervision.passivate_after
+            pool = port.pool
+            passivate_after = pool.policy.passivate_after
             port.reconfigure(config)
-            restarts = self._restarts.get(key)
+            if pool.name is not None:  # a shared pool keeps its own size and policy
+                return
+            restarts = self._restarts.get(pool)
             if restarts is not None:
                 restarts.policy = config.supervision
-            # none while restarting or passivated: the next one reads the port
-            port.tell_supervisor(Reconfigure(config))
+            # none while restarting or passivated: the next one reads the pool
+            port.tell_supervisor(Reconfigure(config.supervision))
             if config.supervision.passivate_after != passivate_after:
                 port.watch_idle(renew=True)
+
+    def _configure_pool(self, name: str, config: PoolConfig) -> None:
+        self._pool_configs[name] = config
+        pool = self._pools.get(name)
+        if pool is None:
+            return
+        passivate_after = pool.policy.passivate_after
+        pool.resize(config, self._breaker_clock)
+        restarts = self._restarts.get(pool)
+        if restarts is not None:
+            restarts.policy = config.supervision
+        if pool.ports:
+            port = pool.ports[0]
+            port.tell_supervisor(Reconfigure(config.supervision))
+            if config.supervision.passivate_after != passivate_after:
+                port.watch_idle(renew=True)
+
+    def _pool_for(self, config: CommandConfig) -> Pool | None:
+        """The shared pool a key's configuration names (made on first use), or None."""
+        name = config.pool
+        if name is None:
+            return None
+        pool = self._pools.get(name)
+        if pool is None:
+            pool_config = self._pool_configs.get(name, PoolConfig())
+            pool = Pool.shared(name, pool_config, self._breaker_clock)
+            pool.log = logger.bind(pool=name)
+            pool.start = functools.partial(CommandActor.start, pool, self.actor_ref)
+            pool.asleep = True  # its first call starts its supervisor
+            self._pools[name] = pool
+        return pool
 
     def _config_for(self, key: str, registration: Register) -> CommandConfig:
         config = self._configs.get(key)
@@ -193,25 +252,30 @@ class RegistryActor(pykka.ThreadingActor):
                     raise UnknownCommandError(msg, key=key)
                 registration = Register(FunctionCommand, (), {})
                 self._registrations[key] = registration
+            config = self._config_for(key, registration)
+            shared = self._pool_for(config)
             port = CommandPort(
                 key=key,
                 command_class=registration.command_class,
                 args=registration.args,
                 kwargs=registration.kwargs,
-                config=self._config_for(key, registration),
+                config=config,
                 breaker_clock=self._breaker_clock,
                 clock=monotonic,
                 watchdog=self._watchdog,
                 listeners=self._listeners,
                 tracer=self._tracer,
+                pool=shared,
             )
-            start = functools.partial(CommandActor.start, port, self.actor_ref)
-            port.passivation.start = start
-            if port.config.isolation is Isolation.SEMAPHORE:
-                port.gate.asleep = True  # no worker needed: started only if that changes
-            else:
-                port.supervisor = start()
-                port.watch_idle()
+            pool = port.pool
+            if shared is None:  # the key's own pool
+                start = functools.partial(CommandActor.start, pool, self.actor_ref)
+                pool.start = start
+                if config.isolation is Isolation.SEMAPHORE:
+                    pool.asleep = True  # no worker needed: started only if that changes
+                else:
+                    pool.supervisor = start()
+                    port.watch_idle()
             self._ports[key] = port
         if function_style and not issubclass(port.command_class, FunctionCommand):
             msg = (
@@ -239,23 +303,24 @@ class RegistryActor(pykka.ThreadingActor):
     # -- the tree ------------------------------------------------------------------------------
 
     def _supervisor_exited(self, message: SupervisorExited) -> None:
-        key = message.key
-        port = self._ports.get(key)
+        pool: Pool = message.pool
+        supervisor = pool.supervisor
         if (
-            port is None
-            or port.closed is not None
-            or port.supervisor is None
-            or port.supervisor.actor_urn != message.supervisor.actor_urn
+            pool.closed is not None
+            or not pool.ports
+            or supervisor is None
+            or supervisor.actor_urn != message.supervisor.actor_urn
         ):
             return  # stopped on purpose, or a past incarnation
-        restarts = self._restarts.get(key)
+        port = pool.ports[0]
+        restarts = self._restarts.get(pool)
         if restarts is None:
-            restarts = Restarts(Child.SUPERVISOR, port.config.supervision, monotonic)
-            self._restarts[key] = restarts
+            restarts = Restarts(Child.SUPERVISOR, pool.policy, monotonic)
+            self._restarts[pool] = restarts
         decision = restarts.died()
-        log = port.log
+        log = pool.log
         if decision.directive is Directive.RESTART_AFTER:
-            port.status = "restarting"
+            pool.status = "restarting"
             log.warning(
                 "supervisor.restarting",
                 delay_ms=ms(decision.delay),
@@ -263,14 +328,14 @@ class RegistryActor(pykka.ThreadingActor):
                 max_restarts=decision.max_restarts,
                 escalated=message.escalated,
             )
-            revive = functools.partial(self._tell, Revive(key, port))
+            revive = functools.partial(self._tell, Revive(port.key, port))
             self._watchdog.call_at(monotonic() + decision.delay, revive)
             return
-        port.status = "down"
-        port.down = CommandError(
-            f"command {key!r} is down: its supervisor died {decision.restarts} times within"
-            f" {decision.period:g}s; restart({key!r}) revives it",
-            key=key,
+        pool.status = "down"
+        pool.down = CommandError(
+            f"{pool.label()} is down: its supervisor died {decision.restarts} times within"
+            f" {decision.period:g}s; restart({port.key!r}) revives it",
+            key=None if pool.name is not None else port.key,
             reason="unavailable",
         )
         log.error(
@@ -288,10 +353,10 @@ class RegistryActor(pykka.ThreadingActor):
         if self._ports.get(key) is not port:
             return
         if port.revive():  # False: closed, passivated (its next call starts it), or alive
-            port.log.info("supervisor.restarted", generation=port.gate.generation)
+            port.pool.log.info("supervisor.restarted", generation=port.pool.generation)
 
     def _restart(self, key: str) -> str:
-        """Revive a key that is down; the status it has afterwards."""
+        """Revive a key (and its pool) that is down; the status it has afterwards."""
         port = self._ports.get(key)
         if port is None:
             if key not in self._registrations:
@@ -299,7 +364,7 @@ class RegistryActor(pykka.ThreadingActor):
                 raise UnknownCommandError(msg, key=key)
             return "up"  # never started: nothing to revive
         if port.status == "down":
-            restarts = self._restarts.get(key)
+            restarts = self._restarts.get(port.pool)
             if restarts is not None:
                 restarts.reset()
             self._revive(key, port)
@@ -310,9 +375,10 @@ class RegistryActor(pykka.ThreadingActor):
         self._ports.clear()
         for port in ports:
             port.closed = reason
+            port.pool.closed = reason
         for port in ports:
             supervisor = port.current_supervisor()  # a caller waking it now finds it closed
-            if supervisor is not None:
+            if supervisor is not None and supervisor.is_alive():  # a shared one: stopped once
                 supervisor.stop(block=True)
             if sweep:
                 port.swept += port.sweep(reason)

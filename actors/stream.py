@@ -192,8 +192,8 @@ def command_message(m: CommandMetrics) -> dict[str, Any]:
             "propertyValue_executionTimeoutInMilliseconds": timeout_ms,
             # A Python thread cannot be interrupted: a timed-out run goes on (see zombieCount).
             "propertyValue_executionIsolationThreadInterruptOnTimeout": False,
-            # Each key has its own pool, named after the key.
-            "propertyValue_executionIsolationThreadPoolKeyOverride": None,
+            # A key has its own pool, named after the key, unless it names a shared one.
+            "propertyValue_executionIsolationThreadPoolKeyOverride": config.pool,
             "propertyValue_executionIsolationSemaphoreMaxConcurrentRequests": (
                 config.max_concurrent_requests
             ),
@@ -217,7 +217,7 @@ def command_message(m: CommandMetrics) -> dict[str, Any]:
 
 
 def pool_message(m: CommandMetrics) -> dict[str, Any]:
-    """The ``HystrixThreadPool`` message for one key's worker pool."""
+    """The ``HystrixThreadPool`` message for a key's worker pool (its own, or a shared one)."""
     pool = m.pool
     return {
         "type": "HystrixThreadPool",
@@ -237,7 +237,7 @@ def pool_message(m: CommandMetrics) -> dict[str, Any]:
         "rollingMaxActiveThreads": pool.rolling_max_active,
         "rollingCountCommandRejections": pool.rolling_rejected,
         "propertyValue_queueSizeRejectionThreshold": pool.queue_size,
-        "propertyValue_metricsRollingStatisticalWindowInMilliseconds": _ms(m.config.rolling_window),
+        "propertyValue_metricsRollingStatisticalWindowInMilliseconds": _ms(pool.rolling_window),
         "reportingHosts": 1,
     }
 
@@ -302,7 +302,7 @@ def _pool_inputs(m: CommandMetrics) -> tuple[Any, ...]:
         p.rolling_max_active,
         p.rolling_rejected,
         p.queue_size,
-        m.config.rolling_window,
+        p.rolling_window,
     )
 
 

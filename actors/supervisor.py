@@ -1,16 +1,18 @@
-"""The command supervisor: one actor per key, owning that key's worker actors.
+"""The command supervisor: one actor per worker pool (a key's own, or a shared one), owning
+that pool's worker actors.
 
-It is not on the hot path: a caller hands its call straight to a parked worker when the gate has
+It is not on the hot path: a caller hands its call straight to a parked worker when the pool has
 one. The supervisor receives only the calls no parked worker could take; it starts workers lazily
-up to ``max_concurrent_requests`` or lets the call wait in the gate (at most ``queue_size`` of
-them: the gate bounded admission). It resizes the pool on reconfiguration, replaces workers that
-die (per the key's ``SupervisionPolicy``: one_for_one or one_for_all, within the restart
-intensity) and stuck workers that were abandoned. Past the intensity it escalates: it stops
-itself and the registry decides. When it stops for any reason it answers every call of its key
-still in flight and stops its workers (a busy one ends when its ``run`` returns).
+up to the pool's ``max_concurrent_requests`` or lets the call wait in the pool (at most
+``queue_size`` of them: the gates bounded admission). It resizes the pool on reconfiguration,
+replaces workers that die (per the pool's ``SupervisionPolicy``: one_for_one or one_for_all,
+within the restart intensity) and stuck workers that were abandoned. Past the intensity it
+escalates: it stops itself and the registry decides. When it stops for any reason it answers
+every call of its pool's keys still in flight and stops its workers (a busy one ends when its
+``run`` returns).
 
-When its key passivates (idle for ``passivate_after``), the port stops it as planned: it retires
-its workers and tells nobody; the key's next call starts a new supervisor through the port.
+When its pool passivates (idle for ``passivate_after``), a port stops it as planned: it retires
+its workers and tells nobody; the pool's next call starts a new supervisor through its port.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ import pykka
 
 from supervision import Child, CommandError, Decision, Directive, Restarts, monotonic
 
-from .gate import START
 from .lifecycle import SupervisedActor
 from .log import Log, logger, ms
 from .messages import Crash, Reconfigure, Refill, Retire, Retired, SupervisorExited, WorkerExited
-from .port import CommandPort
+from .pool import START, Pool
+from .port import port_of
 from .ticket import Ticket
 from .worker import WorkerActor
 
@@ -34,23 +36,23 @@ __all__ = ["CommandActor"]
 
 
 class CommandActor(SupervisedActor):
-    def __init__(self, port: CommandPort, parent: pykka.ActorRef[Any]) -> None:
+    def __init__(self, pool: Pool, parent: pykka.ActorRef[Any]) -> None:
         super().__init__()
-        self._port = port
+        self._pool = pool
         self._parent = parent
-        self._generation = port.gate.generation
+        self._generation = pool.generation
         self._workers: list[pykka.ActorRef[Any]] = []
-        self._restarts = Restarts(Child.WORKER, port.config.supervision, monotonic)
+        self._restarts = Restarts(Child.WORKER, pool.policy, monotonic)
         self._escalation: Decision | None = None
         self._error: BaseException | None = None
         self._log: Log = logger
 
     def on_start(self) -> None:
-        self._log = self._port.log.bind(actor=self.actor_urn)
+        self._log = self._pool.log.bind(actor=self.actor_urn)
         self._log.debug("supervisor.started", generation=self._generation)
 
     def on_receive(self, message: Any) -> None:
-        if self._port.supervisor is not self.actor_ref and self._port.closed is None:
+        if self._pool.supervisor is not self.actor_ref and self._pool.closed is None:
             self._superseded(message)
         elif isinstance(message, Ticket):
             self._place(message)
@@ -61,44 +63,46 @@ class CommandActor(SupervisedActor):
         elif isinstance(message, Refill):
             self._refill(replace=1)
         elif isinstance(message, Reconfigure):
-            self._restarts.policy = message.config.supervision
+            self._restarts.policy = message.supervision
             self._resize()
         elif isinstance(message, Crash):
             raise message.error
 
     def _superseded(self, message: Any) -> None:
-        """Its key passivated: the gate now belongs to the supervisor the key's next call starts
-        (or to none). A call still sent here goes back to the port; a crash order is obeyed; the
+        """Its pool passivated: the pool now belongs to the supervisor its next call starts (or
+        to none). A call still sent here goes back to its port; a crash order is obeyed; the
         rest (its old workers' notices, a resize) is left to the successor."""
         if isinstance(message, Ticket):
+            port = port_of(message)
             if message.settled:  # answered already: only its slot, if it still holds one
-                self._port.gate.release(message)
+                port.gate.release(message)
             else:
-                self._port.hand_back(message)
+                port.hand_back(message)
         elif isinstance(message, Crash):
             raise message.error
 
     # -- placing calls -------------------------------------------------------------------------
 
     def _place(self, ticket: Ticket) -> None:
-        placed = self._port.gate.place(ticket)
+        placed = port_of(ticket).gate.place(ticket)
         if placed is START:
             self._start_worker(ticket)
         elif isinstance(placed, pykka.ActorRef):
             try:
                 placed.tell(ticket)
             except pykka.ActorDeadError:  # died while parked; its exit notice is on its way
-                self._port.gate.leave(placed)
+                self._pool.leave(placed)
                 self._place(ticket)
 
     def _start_worker(self, ticket: Ticket | None) -> None:
-        """Start a worker the gate reserved; give it ``ticket``, or let it park."""
-        port = self._port
+        """Start a worker the pool reserved; give it ``ticket``, or let it park."""
+        pool = self._pool
         try:
-            worker = WorkerActor.start(port, self.actor_ref, self._generation, park=ticket is None)
+            worker = WorkerActor.start(pool, self.actor_ref, self._generation, park=ticket is None)
         except BaseException:
-            port.gate.unreserve()
+            pool.unreserve()
             if ticket is not None:
+                port = port_of(ticket)
                 port.drop(ticket, port.unavailable())
             raise
         self._workers.append(worker)
@@ -107,7 +111,7 @@ class CommandActor(SupervisedActor):
             try:
                 worker.tell(ticket)
             except pykka.ActorDeadError:  # killed as soon as it started; its exit notice follows
-                port.gate.leave(worker)
+                pool.leave(worker)
                 self._place(ticket)
 
     def _forget(self, worker: pykka.ActorRef[Any]) -> None:
@@ -117,19 +121,19 @@ class CommandActor(SupervisedActor):
     def _refill(self, replace: int = 0) -> None:
         """Start workers for calls waiting (the limit allows), then up to ``replace`` parked
         replacements so capacity is back before the next call needs it."""
-        gate = self._port.gate
-        while (ticket := gate.next_waiting_for_new_worker()) is not None:
+        pool = self._pool
+        while (ticket := pool.next_waiting_for_new_worker()) is not None:
             self._start_worker(ticket)
             replace -= 1
         for _ in range(replace):
-            if not gate.reserve():
+            if not pool.reserve():
                 break
             self._start_worker(None)
 
     def _resize(self) -> None:
         """Retire parked workers beyond the new limit (busy ones retire when they finish), and
         start workers for calls waiting if the limit grew."""
-        for worker in self._port.gate.take_surplus():
+        for worker in self._pool.take_surplus():
             self._stop_worker(worker)
         self._refill()
 
@@ -142,8 +146,8 @@ class CommandActor(SupervisedActor):
 
     def _worker_died(self, message: WorkerExited) -> None:
         self._forget(message.worker)
-        gate = self._port.gate
-        gate.leave(message.worker)  # idempotent: the worker left on its way out
+        pool = self._pool
+        pool.leave(message.worker)  # idempotent: the worker left on its way out
         decision = self._restarts.died()
         if decision.directive is not Directive.ESCALATE:
             self._log.warning(
@@ -156,9 +160,9 @@ class CommandActor(SupervisedActor):
         if decision.directive is Directive.RESTART:
             self._refill(replace=1)
         elif decision.directive is Directive.RESTART_ALL:
-            for worker in gate.renew():
+            for worker in pool.renew():
                 self._stop_worker(worker)
-            self._generation = gate.generation
+            self._generation = pool.generation
             self._refill(replace=1)
         else:  # ESCALATE: too many deaths; the registry restarts this supervisor (or not)
             self._escalation = decision
@@ -174,9 +178,9 @@ class CommandActor(SupervisedActor):
     # -- ending --------------------------------------------------------------------------------
 
     def _passivated(self) -> None:
-        """Stopped by its key's passivation (the port no longer names it): retire the workers,
-        give calls told to it after the stop back to the port (which starts a successor for
-        them); a planned stop, reported to nobody. The gate is the successor's: untouched."""
+        """Stopped by its pool's passivation (the pool no longer names it): retire the workers,
+        give calls told to it after the stop back to their ports (which start a successor for
+        them); a planned stop, reported to nobody. The pool is the successor's: untouched."""
         stranded = []
         while not self.actor_inbox.empty():
             message = self.actor_inbox.get().message
@@ -192,30 +196,32 @@ class CommandActor(SupervisedActor):
             self._superseded(ticket)
 
     def _exited(self) -> None:
-        """Answer every call of the key still in flight, stop the workers; if the registry did
-        not ask for this stop, tell it (it restarts this supervisor after a backoff)."""
-        port = self._port
-        planned = port.closed is not None
-        if not planned and port.supervisor is not self.actor_ref:
+        """Answer every call of the pool's keys still in flight, stop the workers; if the
+        registry did not ask for this stop, tell it (it restarts this supervisor after a
+        backoff)."""
+        pool = self._pool
+        planned = pool.closed is not None
+        if not planned and pool.supervisor is not self.actor_ref:
             self._passivated()
             return
         if not planned:
-            port.status = "restarting"
-            port.down = CommandError(
-                f"command {port.key!r} is unavailable: its supervisor is restarting",
-                key=port.key,
+            pool.status = "restarting"
+            pool.down = CommandError(
+                f"{pool.label()} is unavailable: its supervisor is restarting",
+                key=None if pool.name is not None else pool.ports[0].key,
                 reason="unavailable",
             )
-        error = port.unavailable()
-        waiting, idle = port.gate.close() if planned else port.gate.orphan()
+        waiting, idle = pool.close() if planned else pool.orphan()
         while not self.actor_inbox.empty():  # calls told to us after the stop
             message = self.actor_inbox.get().message
             if isinstance(message, Ticket):
                 waiting.append(message)
         for ticket in waiting:
-            port.drop(ticket, error)
+            port = port_of(ticket)
+            port.drop(ticket, port.unavailable())
         if not planned:  # its children die with it: their calls are answered now
-            port.swept += port.sweep(error)
+            for port in list(pool.ports):
+                port.swept += port.sweep(port.unavailable())
         for worker in (*idle, *self._workers):
             with contextlib.suppress(pykka.ActorDeadError):
                 worker.tell(Retire())
@@ -229,7 +235,5 @@ class CommandActor(SupervisedActor):
             self._log.warning("supervisor.stopped")
         with contextlib.suppress(pykka.ActorDeadError):
             self._parent.tell(
-                SupervisorExited(
-                    port.key, self.actor_ref, self._error, self._escalation is not None
-                )
+                SupervisorExited(pool, self.actor_ref, self._error, self._escalation is not None)
             )

@@ -47,30 +47,31 @@ def crash(ref: pykka.ActorRef[Any], how: How = "crash") -> bool:
 
 
 def workers_of(registry: CommandRegistry, key: str) -> list[pykka.ActorRef[Any]]:
-    """The key's live worker actors (empty if the key was never used)."""
+    """The live worker actors of the key's pool (empty if the key was never used)."""
     port = registry._live_port(key)
     return [] if port is None else port.live_workers()
 
 
 def supervisor_of(registry: CommandRegistry, key: str) -> pykka.ActorRef[Any] | None:
-    """The key's current supervisor (None if the key was never used)."""
+    """The current supervisor of the key's pool (None if the key was never used or its pool is
+    passivated)."""
     port = registry._live_port(key)
     return None if port is None else port.supervisor
 
 
 def kill_worker(registry: CommandRegistry, key: str, how: How = "crash") -> bool:
-    """Crash (or stop) one of the key's workers, an idle one if there is one."""
+    """Crash (or stop) one of the workers of the key's pool, an idle one if there is one."""
     port = registry._live_port(key)
     if port is None:
         return False
     workers = port.live_workers()
-    idle = set(port.gate.idle_workers())
+    idle = set(port.pool.idle_workers())
     workers.sort(key=lambda ref: ref not in idle)
     return any(crash(ref, how) for ref in workers)
 
 
 def kill_supervisor(registry: CommandRegistry, key: str, how: How = "crash") -> bool:
-    """Crash (or stop) the key's supervisor."""
+    """Crash (or stop) the supervisor of the key's pool."""
     port = registry._live_port(key)
     if port is None or port.supervisor is None:
         return False

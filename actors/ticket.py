@@ -22,9 +22,17 @@ if TYPE_CHECKING:
     from .messages import Reply
     from .tracing import CallTrace
 
-__all__ = ["Owner", "Ticket"]
+__all__ = ["Owner", "Slots", "Ticket"]
 
 _T = TypeVar("_T")
+
+
+class Slots(Protocol):
+    """A ticket's key's gate, as the key's worker pool sees it."""
+
+    def free(self, ticket: Ticket) -> None:
+        """Give the call's bulkhead slots back (the pool's lock is held)."""
+        ...
 
 
 class Owner(Protocol):
@@ -33,6 +41,9 @@ class Owner(Protocol):
 
     @property
     def tracked(self) -> set[Ticket]: ...
+
+    @property
+    def gate(self) -> Slots: ...
 
     @property
     def clock(self) -> Callable[[], float]: ...

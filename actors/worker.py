@@ -1,4 +1,5 @@
-"""The worker actor: runs one call at a time on its own thread and its own ``Command``.
+"""The worker actor: runs one call at a time on its own thread, with a ``Command`` of its own
+for each key of its pool (one key, or every key sharing a pool).
 
 Every exception ``run`` raises is turned into an answer here: nothing escapes to pykka, which
 would stop the actor (an Exception) or every actor in the process (a BaseException). When a call
@@ -24,11 +25,11 @@ import pykka
 from supervision import BadRequest, CommandError, EventType
 
 from .commands import Command
-from .gate import RETIRE
 from .lifecycle import SupervisedActor
 from .log import Log, logger
 from .messages import Crash, Reply, Retire, Retired, WorkerExited
-from .port import CommandPort
+from .pool import RETIRE, Pool
+from .port import CommandPort, port_of
 from .ticket import Ticket
 
 __all__ = ["WorkerActor"]
@@ -51,18 +52,19 @@ class _After(enum.Enum):
 class WorkerActor(SupervisedActor):
     def __init__(
         self,
-        port: CommandPort,
+        pool: Pool,
         supervisor: pykka.ActorRef[Any],
         generation: int,
         *,
         park: bool = False,
     ) -> None:
         super().__init__()
-        self._port = port
+        self._pool = pool
         self._supervisor = supervisor
         self._generation = generation
         self._park_on_start = park
-        self._command: Command | None = None
+        #: This worker's own ``Command`` for each key it has run a call of (built on first use).
+        self._commands: dict[CommandPort, Command] = {}
         self._claimed: Ticket | None = None  # the last call this worker claimed to answer
         self._retired = False
         #: What ``park`` said when this worker parked before answering its call.
@@ -76,11 +78,11 @@ class WorkerActor(SupervisedActor):
         self._log: Log = logger
 
     def on_start(self) -> None:
-        port = self._port
+        pool = self._pool
         self.thread = threading.current_thread()
-        port.workers[self.actor_ref] = self
-        port.gate.join(self.actor_ref)  # first: whatever fails next, the gate counts this worker
-        self._log = port.log.bind(actor=self.actor_urn)
+        pool.actors[self.actor_ref] = self
+        pool.join(self.actor_ref)  # first: whatever fails next, the pool counts this worker
+        self._log = pool.log.bind(actor=self.actor_urn)
         if self._park_on_start:
             self._next()
 
@@ -117,10 +119,10 @@ class WorkerActor(SupervisedActor):
     def _exited(self) -> None:
         """Leave the gate; give back calls sent here and never started; tell the supervisor
         (unless this was a planned retirement), so it can replace this worker."""
-        port = self._port
+        pool = self._pool
         ref = self.actor_ref
-        port.workers.pop(ref, None)
-        port.gate.leave(ref)
+        pool.actors.pop(ref, None)
+        pool.leave(ref)
         stranded = []
         while not self.actor_inbox.empty():
             message = self.actor_inbox.get().message
@@ -134,10 +136,10 @@ class WorkerActor(SupervisedActor):
             with contextlib.suppress(pykka.ActorDeadError):  # a dead supervisor's heir
                 self._supervisor.tell(WorkerExited(ref, self._error))  # starts workers anyway
         for ticket in stranded:
-            port.hand_back(ticket)
+            port_of(ticket).hand_back(ticket)
 
     def _next(self) -> None:
-        self._then(self._port.gate.park(self.actor_ref, self._generation))
+        self._then(self._pool.park(self.actor_ref, self._generation))
 
     def _then(self, following: Ticket | str | None) -> None:
         """What ``park`` said: nothing (parked), retire, or run the next waiting call."""
@@ -148,13 +150,17 @@ class WorkerActor(SupervisedActor):
         else:
             self.actor_ref.tell(following)
 
+    def _log_for(self, port: CommandPort) -> Log:
+        """This worker's log for a call of ``port``'s key (a shared pool's names the key)."""
+        return self._log if port.log is self._pool.log else port.log.bind(actor=self.actor_urn)
+
     # -- running a call ------------------------------------------------------------------------
 
     def _rescue(self, ticket: Ticket, exc: BaseException) -> None:
         """This worker's own handling of a call broke: answer the call (FAILURE, with the
         fallback) so its caller is never left waiting; the worker then dies."""
         self._error = exc
-        port = self._port
+        port = port_of(ticket)
         with contextlib.suppress(BaseException):  # logging itself may be what broke
             self._log.error("worker.internal_error", error=repr(exc))
         if ticket.answered:
@@ -184,11 +190,11 @@ class WorkerActor(SupervisedActor):
         value = command.run(ticket.payload)
         if inspect.iscoroutine(value):
             self.awaiting = True
-            value = self._port.run_coroutine(value, ticket)
+            value = port_of(ticket).run_coroutine(value, ticket)
         return value
 
     def _execute(self, ticket: Ticket) -> _After:
-        port = self._port
+        port = port_of(ticket)
         if not port.gate.begin(ticket, self.actor_ref):
             return _After.NEXT  # timed out or dropped before it reached this worker
         value: Any = None
@@ -196,9 +202,9 @@ class WorkerActor(SupervisedActor):
         event = _SUCCESS
         ran = 0.0
         try:
-            command = self._command
+            command = self._commands.get(port)
             if command is None:
-                command = self._command = port.new_command()
+                command = self._commands[port] = port.new_command()
             command._ticket = ticket
             self.busy = True
             began = port.clock()
@@ -220,9 +226,9 @@ class WorkerActor(SupervisedActor):
             self._claimed = ticket
         else:  # answered already (TIMEOUT, or swept): drop the late result
             if port.gate.late(ticket, ran):
-                self._log.info("worker.zombie_returned", outcome=event.value)
+                self._log_for(port).info("worker.zombie_returned", outcome=event.value)
                 return _After.LEAVE if after is _After.NEXT else after
-            self._log.debug("command.late_result_dropped", outcome=event.value)
+            self._log_for(port).debug("command.late_result_dropped", outcome=event.value)
             return after
         if event is _FAILURE and port.clock() >= ticket.deadline:
             # run gave up at the deadline (its client used time_left()): that is a timeout.
@@ -241,7 +247,7 @@ class WorkerActor(SupervisedActor):
         ran: float,
     ) -> _After:
         """Record the call's outcome, answer it, and say what this worker does next."""
-        port = self._port
+        port = port_of(ticket)
         if event is _SUCCESS and after is _After.NEXT:  # the hot path: one lock for the rest
             latency = port.clock() - ticket.started
             reply = Reply(port.key, value, None, _SUCCEEDED, latency)
@@ -266,10 +272,15 @@ class WorkerActor(SupervisedActor):
             assert error is not None
             port.log_per_call(logging.ERROR, "command.failed", error=repr(error))
             reply = ticket.in_context(  # the caller's context, not what run left in it
-                port.fall_back, ticket.payload, _FAILURE, error, ticket.started, self._command
+                port.fall_back,
+                ticket.payload,
+                _FAILURE,
+                error,
+                ticket.started,
+                self._commands.get(port),
             )
         if after is _After.NEXT:  # park first, answer last (see above)
-            self._following = port.gate.park(self.actor_ref, self._generation)
+            self._following = self._pool.park(self.actor_ref, self._generation)
             after = _After.PARKED
         ticket.answer(reply)
         return after

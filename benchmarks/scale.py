@@ -1,5 +1,6 @@
-"""Thousands of keys (issue 12): the threads and memory of idle keys once they passivate, and
-what the first call after passivation costs. Part of ``python -m benchmarks``; alone:
+"""Thousands of keys (issue 12): the threads and memory of idle keys once they passivate, what
+the first call after passivation costs, and the threads of busy keys on their own pools against
+one shared pool (``CommandConfig(pool=...)``). Part of ``python -m benchmarks``; alone:
 ``python -m benchmarks.scale [--quick] [--output PATH]``.
 
 Every row is measured in a fresh Python process of its own (``--child``), so the memory it reads
@@ -59,6 +60,12 @@ class ScalePlan:
     warm_calls: int
     #: Keys traced with ``tracemalloc`` (where an idle key's bytes go).
     trace_keys: int
+    #: Busy keys (own pools against one shared pool): keys, caller threads, seconds of calls,
+    #: and the shared pool's size.
+    busy_keys: int = 1_000
+    busy_callers: int = 20
+    busy_seconds: float = 3.0
+    busy_pool_size: int = 20
 
     @classmethod
     def full(cls) -> ScalePlan:
@@ -82,6 +89,8 @@ class ScalePlan:
             first_calls=200,
             warm_calls=5,
             trace_keys=200,
+            busy_keys=100,
+            busy_seconds=1.0,
         )
 
 
@@ -196,6 +205,66 @@ def measure_keys(
         registry.shutdown(timeout=5.0)
 
 
+def measure_busy(keys: int, callers: int, seconds: float, pool_size: int | None) -> dict[str, Any]:
+    """Callers asking random keys (a ``run`` of about 1 ms) for ``seconds``, the keys on their
+    own pools (``pool_size`` None) or all on one shared pool of ``pool_size`` workers: the most
+    threads seen, calls per second, rejections."""
+    import random  # noqa: PLC0415
+
+    from actors import Command, CommandConfig, CommandRegistry, PoolConfig  # noqa: PLC0415
+    from supervision import SupervisionPolicy  # noqa: PLC0415
+
+    class Sleepy(Command):
+        def run(self, payload: Any) -> Any:
+            time.sleep(0.001)
+            return payload
+
+    pool = None if pool_size is None else "shared"
+    config = CommandConfig(pool=pool, supervision=SupervisionPolicy(passivate_after=None))
+    threads_before = threading.active_count()
+    registry = CommandRegistry()
+    try:
+        if pool is not None and pool_size is not None:
+            registry.configure_pool(pool, PoolConfig(max_concurrent_requests=pool_size))
+        for n in range(keys):
+            registry.register(type(f"Busy{n}", (Sleepy,), {"key": f"busy-{n}", "config": config}))
+        stop = threading.Event()
+        counts = [[0, 0] for _ in range(callers)]  # per caller: answered ok, rejected
+
+        def call(mine: list[int], seed: int) -> None:
+            pick = random.Random(seed).randrange
+            while not stop.is_set():
+                reply = registry.ask_reply(f"busy-{pick(keys)}", 0)
+                mine[0 if reply.ok else 1] += 1
+
+        threads = [
+            threading.Thread(target=call, args=(counts[n], n), daemon=True) for n in range(callers)
+        ]
+        peak = threading.active_count()
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        while time.perf_counter() - started < seconds:
+            peak = max(peak, threading.active_count())
+            time.sleep(0.02)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - started
+        ok = sum(c[0] for c in counts)
+        return {
+            "keys": keys,
+            "callers": callers,
+            "pool_size": pool_size,
+            "peak_threads": peak - threads_before - callers,
+            "calls_per_s": (ok + sum(c[1] for c in counts)) / elapsed,
+            "ok": ok,
+            "rejected": sum(c[1] for c in counts),
+        }
+    finally:
+        registry.shutdown(timeout=5.0)
+
+
 def _first_calls(registry: Any, keys: int, count: int, warm_calls: int) -> dict[str, Any]:
     """Time the first call to ``count`` passivated keys, each followed by warm calls."""
     clock = time.perf_counter_ns
@@ -264,7 +333,12 @@ def trace_keys(keys: int, passivate_after: float) -> dict[str, Any]:
 def _child(argv: list[str]) -> int:
     job = json.loads(argv[0])
     kind = job.pop("kind")
-    figures = trace_keys(**job) if kind == "trace" else measure_keys(**job)
+    if kind == "trace":
+        figures = trace_keys(**job)
+    elif kind == "busy":
+        figures = measure_busy(**job)
+    else:
+        figures = measure_keys(**job)
     print(json.dumps(figures))
     return 0
 
@@ -308,8 +382,47 @@ def scale_report(plan: ScalePlan) -> list[str]:
     small = _run_child(kind="keys", keys=plan.small_keys, passivate_after=plan.passivate_after)
     off = _run_child(kind="keys", keys=plan.baseline_keys, passivate_after=None)
     traced = _run_child(kind="trace", keys=plan.trace_keys, passivate_after=plan.passivate_after)
+    busy = [
+        _run_child(
+            kind="busy",
+            keys=plan.busy_keys,
+            callers=plan.busy_callers,
+            seconds=plan.busy_seconds,
+            pool_size=size,
+        )
+        for size in (None, plan.busy_pool_size)
+    ]
     seconds = time.perf_counter() - started
-    return render(plan, main, small, off, traced, seconds)
+    return render(plan, main, small, off, traced, seconds) + render_busy(plan, busy)
+
+
+def render_busy(plan: ScalePlan, rows: list[dict[str, Any]]) -> list[str]:
+    """The busy keys' subsection: own pools against one shared pool."""
+    own = rows[0]
+    lines = [
+        "",
+        "### Busy keys: their own pools or one shared pool",
+        "",
+        f"{plan.busy_keys:,} keys, {plan.busy_callers} caller threads asking random keys for"
+        f" {plan.busy_seconds:g} s (`run` sleeps 1 ms), passivation off, each setup in a process"
+        " of its own. On their own pools every key called keeps a supervisor and a worker; on"
+        " one shared pool (`CommandConfig(pool=...)`, sized by `configure_pool`) the keys share"
+        " its workers and its one supervisor. Threads are the library's, at the peak (the"
+        " callers not counted).",
+        "",
+        "| Pools | library threads at the peak | threads ÷ own pools | calls/s | calls/s ÷ own"
+        " pools | rejected |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        size = row["pool_size"]
+        name = "each key its own" if size is None else f"one shared pool of {size}"
+        lines.append(
+            f"| {name} | {row['peak_threads']:,} | {row['peak_threads'] / own['peak_threads']:.2f}x"
+            f" | {row['calls_per_s']:,.0f} | {row['calls_per_s'] / own['calls_per_s']:.2f}x"
+            f" | {row['rejected']:,} |"
+        )
+    return lines
 
 
 def render(

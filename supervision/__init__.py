@@ -14,7 +14,7 @@ from .breaker import (
 )
 from .bulkhead import Bulkhead
 from .clock import Clock, FakeClock, monotonic
-from .config import CommandConfig, Isolation
+from .config import CommandConfig, Isolation, PoolConfig
 from .errors import (
     BadRequest,
     CircuitOpenError,
@@ -66,6 +66,7 @@ __all__ = [
     "IllegalTransitionError",
     "MaxConcurrencyError",
     "Permit",
+    "PoolConfig",
     "RestartStrategy",
     "Restarts",
     "RollingCounts",

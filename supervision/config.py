@@ -11,7 +11,10 @@ from .checks import check_seconds as _check_seconds
 from .fleet_policy import FleetPolicy
 from .policy import SupervisionPolicy
 
-__all__ = ["CommandConfig", "Isolation"]
+__all__ = ["CommandConfig", "Isolation", "PoolConfig"]
+
+#: The longest pool name accepted.
+MAX_POOL_NAME = 200
 
 
 class Isolation(enum.StrEnum):
@@ -80,6 +83,11 @@ class CommandConfig:
     fleet: FleetPolicy = dataclasses.field(default_factory=FleetPolicy)
     #: Where ``run`` executes: "thread" (a worker actor) or "semaphore" (the caller's thread).
     isolation: Isolation = Isolation.THREAD
+    #: The worker pool the key's calls run on (Hystrix's ``threadPoolKey``): None, the key's
+    #: own pool; a name, the pool every key naming it shares (workers and bulkhead, sized by
+    #: ``CommandRegistry.configure_pool``). ``max_concurrent_requests`` and ``queue_size``
+    #: then cap this key's own share of the pool. Thread isolation only.
+    pool: str | None = None
 
     def __post_init__(self) -> None:
         _check_seconds("timeout", self.timeout)
@@ -114,7 +122,64 @@ class CommandConfig:
                 allowed = ", ".join(repr(i.value) for i in Isolation)
                 msg = f"isolation must be one of {allowed}, got {show(self.isolation)}"
                 raise ValueError(msg) from None
+        if self.pool is not None:
+            check_pool_name("pool", self.pool)
+            if self.isolation is Isolation.SEMAPHORE:
+                msg = (
+                    f"pool applies to thread isolation only: got pool={self.pool!r} with"
+                    " isolation='semaphore'"
+                )
+                raise ValueError(msg)
 
     def replace(self, **changes: Any) -> CommandConfig:
+        """A copy with some fields changed (validated like the original)."""
+        return dataclasses.replace(self, **changes)
+
+
+def check_pool_name(name: str, value: object) -> str:
+    """A pool's name: a non-empty string of at most ``MAX_POOL_NAME`` characters, not only
+    blanks."""
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_POOL_NAME:
+        msg = (
+            f"{name} must be a non-empty string of at most {MAX_POOL_NAME} characters,"
+            f" got {show(value)}"
+        )
+        raise ValueError(msg)
+    return value
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class PoolConfig:
+    """How a shared worker pool (``CommandConfig(pool=...)``) is sized and supervised; the
+    defaults are Hystrix's thread pool defaults (``coreSize`` 10, no queue).
+
+    Keys naming the pool share its workers and its bulkhead: at most
+    ``max_concurrent_requests`` of their calls run at once and ``queue_size`` more wait; the
+    rest are rejected (THREAD_POOL_REJECTED), whichever key they belong to.
+    """
+
+    #: Workers (calls running at once) across every key of the pool.
+    max_concurrent_requests: int = 10
+    #: Admitted calls of the pool's keys that may wait for a free worker.
+    queue_size: int = 0
+    #: Seconds covered by the pool's rolling counts (the dashboard's thread pool figures).
+    rolling_window: float = 10.0
+    #: Buckets the pool's rolling window is divided into.
+    rolling_buckets: int = 10
+    #: How the pool's workers and supervisor are restarted, when stuck workers are abandoned
+    #: (``max_zombies``) and when the idle pool passivates (``passivate_after``). A call's
+    #: ``zombie_grace`` is its own key's.
+    supervision: SupervisionPolicy = dataclasses.field(default_factory=SupervisionPolicy)
+
+    def __post_init__(self) -> None:
+        check_int("max_concurrent_requests", self.max_concurrent_requests, 1, 10_000)
+        check_int("queue_size", self.queue_size, 0, 100_000)
+        _check_seconds("rolling_window", self.rolling_window)
+        check_int("rolling_buckets", self.rolling_buckets, 1, 1_000)
+        if not isinstance(self.supervision, SupervisionPolicy):
+            msg = f"supervision must be a SupervisionPolicy, got {show(self.supervision)}"
+            raise ValueError(msg)
+
+    def replace(self, **changes: Any) -> PoolConfig:
         """A copy with some fields changed (validated like the original)."""
         return dataclasses.replace(self, **changes)

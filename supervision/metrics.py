@@ -370,6 +370,11 @@ class CommandStats:
         self._shown = None
         self.total.record(latency, now)
 
+    def rejected(self) -> None:
+        """A shared pool turned a call away (its own count of THREAD_POOL_REJECTED: a key's
+        count comes from its replies)."""
+        self.counters.add(_EVENT_COLUMN[EventType.THREAD_POOL_REJECTED])
+
     def ran(self, seconds: float) -> None:
         """``run`` returned after ``seconds``."""
         self.execute.record(seconds)

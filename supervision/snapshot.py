@@ -90,7 +90,8 @@ class Latency:
 @_quick_init
 @dataclasses.dataclass(frozen=True, slots=True)
 class PoolMetrics:
-    """A key's worker pool (Hystrix's thread pool: one per key here, named after the key)."""
+    """A key's worker pool (Hystrix's thread pool): the key's own, named after the key, or the
+    shared pool its ``CommandConfig(pool=...)`` names (the same figures for each of its keys)."""
 
     name: str
     #: Workers running a call now.
@@ -113,6 +114,9 @@ class PoolMetrics:
     rolling_rejected: int
     #: ``queue_size``: calls that may wait beyond the pool.
     queue_size: int
+    #: Seconds the pool's rolling figures cover (a key's own pool: the key's
+    #: ``rolling_window``; a shared one: its ``PoolConfig.rolling_window``).
+    rolling_window: float
 
 
 @_quick_init

@@ -58,6 +58,7 @@ POOL = PoolMetrics(
     rolling_max_active=4,
     rolling_rejected=8,
     queue_size=3,
+    rolling_window=7.0,
 )
 
 

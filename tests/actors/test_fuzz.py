@@ -280,7 +280,17 @@ IN_RANGE: dict[str, Callable[[object], bool]] = {
     "ignore": _exception_classes,
     "fleet": lambda v: isinstance(v, FleetPolicy),
     "isolation": lambda v: isinstance(v, str) and v in ("thread", "semaphore"),
+    "pool": lambda v: v is None or (isinstance(v, str) and bool(v.strip()) and len(v) <= 200),
 }
+
+
+def cross_field_faults(changes: dict[str, Any]) -> list[str]:
+    """Fields refused for what another field says: a shared pool is for thread isolation."""
+    pool, isolation = changes.get("pool"), changes.get("isolation")
+    if IN_RANGE["pool"](pool) and pool is not None and isolation == "semaphore":
+        return ["pool"]
+    return []
+
 
 ANY_VALUE = st.one_of(
     st.none(),
@@ -325,6 +335,7 @@ def test_a_config_of_many_odd_fields_is_either_valid_or_names_one_bad_field(
     changes: dict[str, Any],
 ) -> None:
     bad = [field for field, value in changes.items() if not IN_RANGE[field](value)]
+    bad += cross_field_faults(changes)
     try:
         config = CommandConfig(**changes)
     except ValueError as error:

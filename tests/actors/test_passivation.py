@@ -25,7 +25,7 @@ from actors import (
     EventType,
     MaxConcurrencyError,
 )
-from actors.gate import Gate
+from actors.pool import Pool
 from actors.port import CommandPort
 from actors.supervisor import CommandActor
 from actors.testing import kill_supervisor, supervisor_of, workers_of
@@ -338,18 +338,19 @@ def test_a_call_admitted_as_the_key_passivates_wakes_it_and_skips_the_old_superv
     eventually: Eventually,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The decision is taken under the gate's lock: a call admitted right after it (before the
-    old supervisor is even told to stop) must start a new supervisor, not reach the old one."""
+    """The decision is taken under the lock admission takes: a call admitted right after it
+    (before the old supervisor is even told to stop) must start a new supervisor, not reach the
+    old one."""
     registry.ask(Dependency.key, "ok")
     old = supervisor_of(registry, Dependency.key)
-    real_passivate, real_wake = Gate.passivate, CommandPort.wake
+    real_passivate, real_wake = Pool.passivate, CommandPort.wake
     real_receive = CommandActor.on_receive
     waking = threading.Event()
     received_by: list[Any] = []
     replies: list[Any] = []
     racing = threading.Thread(target=lambda: replies.append(registry.ask(Dependency.key, "race")))
 
-    def passivate(self: Gate, after: float) -> Any:
+    def passivate(self: Pool, after: float) -> Any:
         verdict = real_passivate(self, after)
         if isinstance(verdict, list) and not racing.is_alive() and not replies:
             racing.start()  # admitted now, while this look still holds the port's lock
@@ -365,7 +366,7 @@ def test_a_call_admitted_as_the_key_passivates_wakes_it_and_skips_the_old_superv
             received_by.append(self.actor_ref)
         real_receive(self, message)
 
-    monkeypatch.setattr(Gate, "passivate", passivate)
+    monkeypatch.setattr(Pool, "passivate", passivate)
     monkeypatch.setattr(CommandPort, "wake", wake)
     monkeypatch.setattr(CommandActor, "on_receive", on_receive)
 
@@ -429,12 +430,12 @@ def test_a_key_that_cannot_start_again_answers_unavailable_and_tries_again_next_
     eventually(passivated(registry, Dependency.key), WAIT, "the key passivated")
     port = registry._live_port(Dependency.key)
     assert port is not None
-    start = port.passivation.start
+    start = port.pool.start
 
     def no_thread() -> Any:
         raise RuntimeError("can't start new thread")
 
-    port.passivation.start = no_thread
+    port.pool.start = no_thread
     reply = registry.ask_reply(Dependency.key, "ok")
 
     assert reply.events == (EventType.FALLBACK_SUCCESS,)
@@ -442,7 +443,7 @@ def test_a_key_that_cannot_start_again_answers_unavailable_and_tries_again_next_
     [failed] = events(captured_logs, "command.reactivation_failed")
     assert failed["log_level"] == "error" and "can't start new thread" in failed["error"]
     assert registry.health(Dependency.key).in_flight == 0
-    port.passivation.start = start
+    port.pool.start = start
     assert registry.ask(Dependency.key, "ok") == "ok"
 
 

@@ -196,6 +196,7 @@ def test_metrics_report_the_pool_and_concurrency_of_a_key(
         rolling_max_active=1,
         rolling_rejected=1,
         queue_size=0,
+        rolling_window=10.0,
     )
     assert metrics.latency_execute.count == 7
     assert metrics.latency_total.count == 9  # every answer
@@ -225,6 +226,7 @@ def test_metrics_see_calls_running_queued_and_rejected(
         rolling_max_active=2,
         rolling_rejected=1,
         queue_size=1,
+        rolling_window=10.0,
     )
 
     probe.release.set()

@@ -76,3 +76,12 @@ def test_the_quick_scale_benchmark_measures_every_row(tmp_path: pathlib.Path) ->
 
     traced = _table_after(report, "| Allocated at |")
     assert traced and all(_number(row["bytes per key"]) >= 100 for row in traced)
+
+    own, shared = _table_after(report, "| Pools |")
+    assert own["Pools"] == "each key its own" and shared["Pools"].startswith("one shared pool of")
+    for row in (own, shared):
+        assert _number(row["calls/s"]) > 0
+    # a shared pool of 20 runs every key's calls on at most its own 20 workers and 1 supervisor
+    assert _number(shared["library threads at the peak"]) < _number(
+        own["library threads at the peak"]
+    )

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from supervision import CommandConfig, FleetPolicy
+from supervision import CommandConfig, FleetPolicy, PoolConfig, SupervisionPolicy
 
 
 def test_the_defaults_are_hystrixs() -> None:
@@ -29,6 +29,15 @@ def test_the_defaults_are_hystrixs() -> None:
     assert config.ignore == ()
     assert config.fleet == FleetPolicy(mode="shared", quorum=2)
     assert config.isolation == "thread"
+    assert config.pool is None
+
+
+def test_a_pool_config_has_hystrixs_thread_pool_defaults() -> None:
+    config = PoolConfig()
+
+    assert (config.max_concurrent_requests, config.queue_size) == (10, 0)
+    assert (config.rolling_window, config.rolling_buckets) == (10.0, 10)
+    assert config.supervision == SupervisionPolicy()
 
 
 def test_the_defaults_cover_every_field() -> None:
@@ -51,6 +60,7 @@ def test_the_defaults_cover_every_field() -> None:
         "ignore",
         "fleet",
         "isolation",
+        "pool",
     }
 
 

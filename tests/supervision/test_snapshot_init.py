@@ -26,6 +26,7 @@ POOL = {
     "rolling_max_active": 8,
     "rolling_rejected": 9,
     "queue_size": 10,
+    "rolling_window": 11.0,
 }
 
 
