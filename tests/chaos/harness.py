@@ -108,6 +108,8 @@ class Chaos:
                 self._books.tap.install(),
             ):
                 result.answer_tap = self._books.tap.installed
+                for name, pool_config in opts.pools:
+                    registry.configure_pool(name, pool_config)
                 for spec in opts.keys:
                     registry.register(command_class_for(spec), ledger)
                 callers = [

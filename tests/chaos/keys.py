@@ -10,7 +10,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from actors import BadRequest, Command, CommandConfig, CommandError, EventType, Reply
+from actors import (
+    BadRequest,
+    Command,
+    CommandConfig,
+    CommandError,
+    EventType,
+    PoolConfig,
+    Reply,
+)
 from supervision import SupervisionPolicy
 
 from .probes import Tally
@@ -373,3 +381,22 @@ def wrong_answer(ask: Ask, reply: Reply) -> str | None:
     if not reply.events:
         return f"no events, error {reply.error!r:.160}"
     return None
+
+
+#: The pool the first three keys share in ``SHARED_KEYS`` (configured by ``SHARED_POOLS``).
+SHARED_POOL = "chaos-shared"
+
+#: The default keys, the first three of them on one shared pool (the fourth on its own): their
+#: calls compete for the pool's workers and bulkhead while each keeps its own breaker.
+SHARED_KEYS: tuple[KeySpec, ...] = (
+    *(
+        dataclasses.replace(spec, config=spec.config.replace(pool=SHARED_POOL))
+        for spec in DEFAULT_KEYS[:3]
+    ),
+    *DEFAULT_KEYS[3:],
+)
+
+#: The shared pool: smaller than the three keys' own pools together, queueing a little.
+SHARED_POOLS: tuple[tuple[str, PoolConfig], ...] = (
+    (SHARED_POOL, PoolConfig(max_concurrent_requests=6, queue_size=2, supervision=SOAKING)),
+)

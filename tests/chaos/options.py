@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import random
 
+from actors import PoolConfig
+
 from .keys import DEFAULT_KEYS, KeySpec
 
 __all__ = ["ChaosOptions"]
@@ -17,6 +19,8 @@ class ChaosOptions:
     seed: int | None = None
     callers: int = 16
     keys: tuple[KeySpec, ...] = DEFAULT_KEYS
+    #: Shared pools (``CommandConfig(pool=...)``) to configure before the keys are registered.
+    pools: tuple[tuple[str, PoolConfig], ...] = ()
     #: Mean seconds between two faults of the chaos thread (exponentially distributed).
     fault_interval: float = 0.05
     #: Share of caller rounds that issue a batch of non-blocking asks rather than one blocking ask.

@@ -25,7 +25,7 @@ from actors.testing import crash, kill_supervisor, workers_of
 from supervision import SupervisionPolicy
 
 from .harness import Chaos
-from .keys import ChaosBaseException, classify
+from .keys import SHARED_KEYS, SHARED_POOLS, ChaosBaseException, classify
 from .options import ChaosOptions
 from .probes import PykkaTap, dump_threads
 
@@ -61,6 +61,23 @@ def test_a_chaos_run_keeps_every_invariant() -> None:
     assert any("unavailable" in kind for kind in kinds), result.summary()
     assert any("REJECTED" in kind for kind in kinds), result.summary()
     assert max(result.zombies_max.values()) > 0, f"no zombie ever: {result.summary()}"
+    assert result.pykka.injected_crashes > 0, result.summary()
+
+
+def test_a_chaos_run_on_a_shared_pool_keeps_every_invariant() -> None:
+    """Three keys share one pool of 6 workers (a fourth has its own): the same invariants hold
+    while their calls compete for its workers, its queue and its one supervisor."""
+    seed = chaos_seed()
+    print(f"chaos seed {seed} (replay with CHAOS_SEED={seed})")
+    options = ChaosOptions(seconds=5.0, seed=seed, callers=16, keys=SHARED_KEYS, pools=SHARED_POOLS)
+    result = Chaos(options, log=print).run()
+
+    assert result.passed, result.summary()
+    assert result.issued > 1_000, result.summary()
+    kinds = set(result.answers)
+    for kind in ("success", "fallback(FAILURE)", "fallback(TIMEOUT)", "bad request"):
+        assert kind in kinds, f"never answered {kind}: {result.summary()}"
+    assert any("REJECTED" in kind for kind in kinds), result.summary()
     assert result.pykka.injected_crashes > 0, result.summary()
 
 
