@@ -19,12 +19,13 @@ import asyncio
 import contextvars
 import inspect
 import logging
+import time
 from typing import Any
 
 from supervision import BadRequest, CommandError, CommandTimeoutError, EventType, Permit
 
 from .commands import Command
-from .gate import HERE
+from .gate import HERE, Retry
 from .log import ms
 from .messages import Reply
 from .port import CommandPort
@@ -128,14 +129,17 @@ def _answer(
         reply = ticket.in_context(
             port.fall_back, ticket.payload, _TIMEOUT, timeout, started, command
         )
-    elif error is None:  # the hot path: one lock for the rest
+    elif error is None:
         latency = port.clock() - started
         reply = Reply(port.key, value, None, _SUCCEEDED, latency)
-        moved, _ = port.gate.succeed(ticket, ran, latency)
+        if ticket.prior:  # a retried call: its earlier attempts' events are counted too
+            moved = port.gate.finish(ticket, _SUCCESS, ran)
+        else:  # the hot path: one lock for the rest
+            moved, _ = port.gate.succeed(ticket, ran, latency)
         if moved:
             port.publish(moved)
-        ticket.answer(reply, counted=True)
-        return reply
+        ticket.answer(reply, counted=not ticket.prior)
+        return ticket.reply if ticket.reply is not None else reply
     else:
         moved = port.gate.finish(ticket, event, ran)
         if moved:
@@ -148,7 +152,36 @@ def _answer(
                 port.fall_back, ticket.payload, _FAILURE, error, started, command
             )
     ticket.answer(reply)
-    return reply
+    return ticket.reply if ticket.reply is not None else reply  # with a retried call's events
+
+
+def _gave_up(port: CommandPort, ticket: Ticket, command: Command | None, error: Exception) -> Reply:
+    """A failed attempt was not retried (the budget is spent, the circuit opened): its FAILURE
+    is recorded already; answer with the fallback and free the slot."""
+    if not ticket.claim():  # answered already: the registry swept it
+        port.gate.late(ticket)
+        reply = ticket.wait(None)
+        assert reply is not None
+        return reply
+    port.gate.release(ticket)
+    port.log_per_call(logging.ERROR, "command.failed", error=repr(error))
+    reply = ticket.in_context(port.fall_back, ticket.payload, None, error, ticket.started, command)
+    ticket.answer(reply)
+    return ticket.reply if ticket.reply is not None else reply
+
+
+def _retry(
+    port: CommandPort, ticket: Ticket, event: EventType, error: Exception | None, ran: float
+) -> float | Retry | None:
+    """After an attempt: None (it is the call's last: answer it), the seconds to wait before
+    the next, or why the call ends now (``Retry.EXHAUSTED``, ``Retry.OPEN``)."""
+    if event is not _FAILURE or error is None:
+        return None
+    delay = port.retry_delay(ticket, error)
+    if delay is None or ticket.settled:
+        return None
+    verdict = port.retried(ticket, ran)
+    return delay if verdict is Retry.AGAIN else verdict
 
 
 def call_here(port: CommandPort, payload: Any, timeout: float | None) -> Reply:
@@ -159,29 +192,36 @@ def call_here(port: CommandPort, payload: Any, timeout: float | None) -> Reply:
         return admitted
     ticket = admitted
     clock = port.clock
-    command: Command | None = None
-    value: Any = None
-    error: Exception | None = None
-    event = _SUCCESS
-    began = clock()
-    try:
-        command = _lend(port)
-        command._ticket = ticket
+    while True:  # one run, then more while a retry policy allows them
+        command: Command | None = None
+        value: Any = None
+        error: Exception | None = None
+        event = _SUCCESS
+        began = clock()
         try:
-            value = ticket.context.run(command.run, payload)
-            if inspect.iscoroutine(value):  # async def run: on the key's loop, cancelled in time
-                value = port.run_coroutine(value, ticket)
-        finally:
-            command._ticket = None
-    except Exception as exc:
-        event, error = _classify(port, exc), exc
-    except BaseException:
-        _stopped(port, ticket)
-        raise
-    ran = clock() - began
-    if command is not None:
-        port.spare_commands.append(command)
-    return _answer(port, ticket, command, value=value, error=error, event=event, ran=ran)
+            command = _lend(port)
+            command._ticket = ticket
+            try:
+                value = ticket.context.run(command.run, payload)
+                if inspect.iscoroutine(value):  # async def run: on the key's loop, in time
+                    value = port.run_coroutine(value, ticket)
+            finally:
+                command._ticket = None
+        except Exception as exc:
+            event, error = _classify(port, exc), exc
+        except BaseException:
+            _stopped(port, ticket)
+            raise
+        ran = clock() - began
+        if command is not None:
+            port.spare_commands.append(command)
+        after = _retry(port, ticket, event, error, ran)
+        if after is None:
+            return _answer(port, ticket, command, value=value, error=error, event=event, ran=ran)
+        if isinstance(after, Retry):
+            assert error is not None
+            return _gave_up(port, ticket, command, error)
+        time.sleep(after)
 
 
 async def call_here_async(port: CommandPort, payload: Any, timeout: float | None) -> Reply:
@@ -193,41 +233,57 @@ async def call_here_async(port: CommandPort, payload: Any, timeout: float | None
         return admitted
     ticket = admitted
     clock = port.clock
-    command: Command | None = None
-    value: Any = None
-    error: Exception | None = None
-    event = _SUCCESS
-    cancelled = False
-    began = clock()
-    try:
-        command = _lend(port)
-        command._ticket = ticket
+    while True:  # one run, then more while a retry policy allows them
+        command: Command | None = None
+        value: Any = None
+        error: Exception | None = None
+        event = _SUCCESS
+        cancelled = False
+        began = clock()
         try:
-            value = ticket.context.run(command.run, payload)
-            if inspect.iscoroutine(value):
-                loop = asyncio.get_running_loop()
-                timer = asyncio.timeout_at(loop.time() + (ticket.deadline - clock()))
-                try:
-                    async with timer:
-                        value = await value
-                except TimeoutError as exc:
-                    if not timer.expired():
-                        raise  # run's own TimeoutError
-                    cancelled = True
-                    port.log.info("command.cancelled", ran_past_ms=ms(clock() - ticket.deadline))
-                    raise CommandTimeoutError(
-                        f"command {port.key!r}: run cancelled at its deadline", key=port.key
-                    ) from exc
-        finally:
-            command._ticket = None
-    except Exception as exc:
-        event, error = _classify(port, exc), exc
-    except BaseException:  # the caller's task was cancelled (or the process is stopping)
-        _stopped(port, ticket)
-        raise
-    ran = clock() - began
-    if command is not None:
-        port.spare_commands.append(command)
-    return _answer(
-        port, ticket, command, value=value, error=error, event=event, ran=ran, cancelled=cancelled
-    )
+            command = _lend(port)
+            command._ticket = ticket
+            try:
+                value = ticket.context.run(command.run, payload)
+                if inspect.iscoroutine(value):
+                    loop = asyncio.get_running_loop()
+                    timer = asyncio.timeout_at(loop.time() + (ticket.deadline - clock()))
+                    try:
+                        async with timer:
+                            value = await value
+                    except TimeoutError as exc:
+                        if not timer.expired():
+                            raise  # run's own TimeoutError
+                        cancelled = True
+                        port.log.info(
+                            "command.cancelled", ran_past_ms=ms(clock() - ticket.deadline)
+                        )
+                        raise CommandTimeoutError(
+                            f"command {port.key!r}: run cancelled at its deadline", key=port.key
+                        ) from exc
+            finally:
+                command._ticket = None
+        except Exception as exc:
+            event, error = _classify(port, exc), exc
+        except BaseException:  # the caller's task was cancelled (or the process is stopping)
+            _stopped(port, ticket)
+            raise
+        ran = clock() - began
+        if command is not None:
+            port.spare_commands.append(command)
+        after = None if cancelled else _retry(port, ticket, event, error, ran)
+        if after is None:
+            return _answer(
+                port,
+                ticket,
+                command,
+                value=value,
+                error=error,
+                event=event,
+                ran=ran,
+                cancelled=cancelled,
+            )
+        if isinstance(after, Retry):
+            assert error is not None
+            return _gave_up(port, ticket, command, error)
+        await asyncio.sleep(after)

@@ -39,15 +39,20 @@ from supervision import (
     Transition,
 )
 from supervision.fleet import Delta, FleetState, FleetTally, FleetView, follow
+from supervision.hedge import HedgeBudget, HedgePolicy, hedge_delay
 from supervision.metrics import EXECUTED, MAX_ACTIVE, MAX_IN_FLIGHT, CommandStats
+from supervision.retry import RetryTokens
 from supervision.snapshot import CommandMetrics, PoolMetrics
 
 from .pool import RETIRE, START, Pool
+from .ticket import Hedge, runs_of
 
 if TYPE_CHECKING:
     from .ticket import Ticket
 
-__all__ = ["HERE", "RETIRE", "START", "Gate", "Stuck"]
+_HEDGED = (EventType.HEDGE,)
+
+__all__ = ["HERE", "RETIRE", "START", "Gate", "Retry", "Stuck"]
 
 Worker = pykka.ActorRef[Any]
 
@@ -76,6 +81,17 @@ class Stuck(enum.StrEnum):
     CAPPED = "capped"
 
 
+class Retry(enum.StrEnum):
+    """What ``Gate.retry`` decided about a failed attempt (recorded as a FAILURE either way)."""
+
+    #: Run it again (a new breaker permit is taken, a budget token spent).
+    AGAIN = "again"
+    #: The key's retry budget is spent: the call ends with its last error.
+    EXHAUSTED = "exhausted"
+    #: The circuit no longer admits calls: the call ends with its last error.
+    OPEN = "open"
+
+
 class Gate:
     __slots__ = (
         "_breaker",
@@ -83,7 +99,9 @@ class Gate:
         "_clock",
         "_lock",
         "fleet_view",
+        "hedge_budget",
         "pool",
+        "retry_tokens",
         "running",
         "stats",
     )
@@ -111,6 +129,10 @@ class Gate:
         self._lock = pool.lock
         #: The fleet's view of the key, as the fleet last read it (None: no fleet).
         self.fleet_view: FleetView | None = None
+        #: The key's retry budget (``CommandConfig(retry=RetryPolicy(budget=...))``), or None.
+        self.retry_tokens = _tokens(config, clock)
+        #: The key's hedge budget (``CommandConfig(hedge=HedgePolicy(...))``), or None.
+        self.hedge_budget = None if config.hedge is None else HedgeBudget(config.hedge, clock)
 
     @property
     def workers(self) -> int:
@@ -141,6 +163,12 @@ class Gate:
                 pool.stats.rejected()
                 return _REJECTED, None, moved + self._breaker.record(permit, _REJECTED)
             self.stats.counters.peak(MAX_IN_FLIGHT, bulkhead.in_flight)
+            tokens = self.retry_tokens
+            if tokens is not None:
+                tokens.called()
+            hedges = self.hedge_budget
+            if hedges is not None:
+                hedges.called()
             idle = pool.idle
             return permit, (idle.pop() if idle else None), moved
 
@@ -160,6 +188,9 @@ class Gate:
                 )
             self.running += 1
             self.pool.running += 1
+            tokens = self.retry_tokens
+            if tokens is not None:
+                tokens.called()
             counters = self.stats.counters
             counters.peak(MAX_IN_FLIGHT, bulkhead.in_flight)
             counters.peak(MAX_ACTIVE, self.running)
@@ -217,6 +248,72 @@ class Gate:
             if ran is not None:
                 self._ran(ran)
             return self._breaker.record(ticket.permit, event)
+
+    def retry(self, ticket: Ticket, ran: float) -> tuple[Retry, tuple[Transition, ...]]:
+        """An attempt failed after ``ran`` seconds and may be retried: record its FAILURE (each
+        attempt is a run for the breaker, as Finagle counts them), then take a new permit and a
+        budget token for the next (``Retry.AGAIN``), or say why the call ends here. The slot
+        stays held either way."""
+        with self._lock:
+            self._ran(ran)
+            breaker = self._breaker
+            moved = breaker.record(ticket.permit, EventType.FAILURE)
+            permit, more = breaker.try_acquire()
+            moved += more
+            if permit is None:
+                return Retry.OPEN, moved
+            tokens = self.retry_tokens
+            if tokens is not None and not tokens.try_retry():
+                breaker.release(permit)
+                return Retry.EXHAUSTED, moved
+            ticket.permit = permit
+            ticket.attempts += 1
+            return Retry.AGAIN, moved
+
+    def hedge_after(self, policy: HedgePolicy) -> float | None:
+        """Seconds after which a call of the key gets an extra run (see ``hedge_delay``)."""
+        with self._lock:
+            return hedge_delay(policy, self.stats.execute)
+
+    def admit_hedge(self, ticket: Ticket) -> tuple[Hedge | str, Worker | None]:
+        """An extra run for a call still unanswered, if the bulkhead (a running slot of its
+        own: an extra run never waits) and the hedge budget allow one; with a parked worker to
+        send it to, if any. Else why not: "answered", "bulkhead" or "budget"."""
+        with self._lock:
+            budget = self.hedge_budget
+            if ticket.settled or budget is None:
+                return "answered", None
+            bulkhead = self._bulkhead
+            if not bulkhead.try_acquire(queue=False):
+                return "bulkhead", None
+            pool = self.pool
+            shared = pool.bulkhead
+            if shared is not bulkhead and not shared.try_acquire(queue=False):
+                bulkhead.release()
+                return "bulkhead", None
+            if not budget.try_hedge():
+                bulkhead.release()
+                if shared is not bulkhead:
+                    shared.release()
+                return "budget", None
+            hedge = Hedge(ticket)
+            ticket.hedges += (hedge,)
+            ticket.prior += _HEDGED
+            idle = pool.idle
+            return hedge, (idle.pop() if idle else None)
+
+    def defer(self, ticket: Ticket, ran: float) -> bool:
+        """A run of a hedged call failed after ``ran`` seconds: True (its slot freed, nothing
+        recorded) if another run of the call is still going, which answers it instead."""
+        with self._lock:
+            if ticket.settled:
+                return False
+            for other in runs_of(ticket):
+                if other is not ticket and other.holds_slot and other.runner is not None:
+                    self._ran(ran)
+                    self.free(ticket)
+                    return True
+            return False
 
     def late(self, ticket: Ticket, ran: float | None = None) -> bool:
         """``run`` returned (after ``ran`` seconds) after someone else answered the call. True
@@ -400,6 +497,21 @@ class Gate:
                 self.stats.resized(config.rolling_window, config.rolling_buckets, self._clock)
             self._breaker.reconfigure(config)
             self._bulkhead.resize(config.max_concurrent_requests, config.queue_size)
+            hedge = config.hedge
+            if hedge is None:
+                self.hedge_budget = None
+            elif self.hedge_budget is None:
+                self.hedge_budget = HedgeBudget(hedge, self._clock)
+            else:
+                self.hedge_budget.reconfigure(hedge)
+            budget = None if config.retry is None else config.retry.budget
+            tokens = self.retry_tokens
+            if budget is None:
+                self.retry_tokens = None
+            elif tokens is None:
+                self.retry_tokens = RetryTokens(budget, self._clock)
+            else:
+                tokens.reconfigure(budget)
             pool = self.pool
             if pool.name is None:  # the key's own pool follows the key's configuration
                 pool.capacity = config.max_concurrent_requests
@@ -473,3 +585,11 @@ class Gate:
                 status=status,
                 fleet=self.fleet_view,
             )
+
+
+def _tokens(config: CommandConfig, clock: Clock) -> RetryTokens | None:
+    """The retry budget's state for a key so configured, else None."""
+    retry = config.retry
+    if retry is None or retry.budget is None:
+        return None
+    return RetryTokens(retry.budget, clock)

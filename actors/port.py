@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 import functools
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -37,11 +38,11 @@ from supervision.snapshot import CommandMetrics
 
 from .commands import Command
 from .event_loop import KeyLoop
-from .gate import Gate, Stuck
+from .gate import Gate, Retry, Stuck
 from .log import Log, log_transitions, logger, ms
 from .messages import Refill, Reply, Retire
 from .pool import Pool, Running
-from .ticket import Ticket
+from .ticket import Ticket, runs_of
 from .tracing import CallTrace, Tracer
 
 if TYPE_CHECKING:
@@ -53,6 +54,9 @@ __all__ = ["CommandPort", "TransitionListener", "port_of"]
 TransitionListener = Callable[[str, Transition], None]
 
 _SHORT = EventType.SHORT_CIRCUITED
+_FAILED = (EventType.FAILURE,)
+_RETRIED = (EventType.FAILURE, EventType.RETRY)
+_EXHAUSTED = (EventType.FAILURE, EventType.RETRY_BUDGET_EXHAUSTED)
 
 #: At most one line of each per-call warning or error (``command.rejected``,
 #: ``command.timed_out``, ``command.failed``, ``fallback.failed``) per key per this many seconds,
@@ -192,6 +196,11 @@ class CommandPort:
         self.tracked.add(ticket)
         if not block:
             self.timer.watch(ticket)
+        hedge = self.config.hedge
+        if hedge is not None and not admitted.probe:  # a probe is never hedged: one at a time
+            after = self.gate.hedge_after(hedge)
+            if after is not None and started + after < ticket.deadline:
+                self.timer.call_at(started + after, functools.partial(self.hedge, ticket))
         if worker is not None:
             try:
                 worker.tell(ticket)
@@ -200,6 +209,39 @@ class CommandPort:
             return ticket
         self.hand_back(ticket)
         return ticket
+
+    def hedge(self, ticket: Ticket) -> None:
+        """The call's hedge delay is over (a job on the registry's timer): if it is still
+        unanswered and the budget and the bulkhead allow, start one more run of it (up to
+        ``max_extra``), which may answer it first. Its stuck worker is handled as any other."""
+        policy = self.config.hedge
+        if ticket.settled or policy is None or len(ticket.hedges) >= policy.max_extra:
+            return
+        extra, worker = self.gate.admit_hedge(ticket)
+        if isinstance(extra, str):
+            self.log.debug("command.hedge_denied", reason=extra)
+            return
+        self.log.debug("command.hedged", extra=len(ticket.hedges))
+        self.check_stuck_at(ticket.deadline + self.grace(), extra)
+        if len(ticket.hedges) < policy.max_extra:  # the next extra run, as late again
+            after = ticket.started + 2 * (self.clock() - ticket.started)
+            if after < ticket.deadline:
+                self.timer.call_at(after, functools.partial(self.hedge, ticket))
+        if worker is not None:
+            try:
+                worker.tell(extra)
+            except pykka.ActorDeadError:
+                self.hand_back(extra)
+            return
+        self.hand_back(extra)
+
+    def cancel_losers(self, winner: Ticket) -> None:
+        """A hedged call was answered by ``winner``: cancel the other runs' coroutines (an
+        ``async def run``); a plain ``run`` goes on, its result dropped when it returns."""
+        for run in runs_of(winner):
+            call = run.call
+            if run is not winner and call is not None and not call.ended.is_set():
+                self.loop.cancel(call)
 
     def warn_blocking_in_loop(self) -> None:
         """A blocking ask on a thread running an event loop stalls that loop until the answer:
@@ -373,6 +415,36 @@ class CommandPort:
                 answered += 1
         return answered
 
+    # -- retries ---------------------------------------------------------------------------------
+
+    def retry_delay(self, ticket: Ticket, error: Exception) -> float | None:
+        """Seconds to wait before running a failed call again (``CommandConfig(retry=...)``), or
+        None: the call ends with ``error`` (no policy, not an error it retries, its attempts
+        used up, or no time left for the wait before its deadline)."""
+        policy = self.config.retry
+        if policy is None or ticket.attempts >= policy.attempts or not policy.retries(error):
+            return None
+        delay = policy.delay(ticket.attempts, random.random())
+        if self.clock() + delay >= ticket.deadline:
+            return None
+        return delay
+
+    def retried(self, ticket: Ticket, ran: float) -> Retry:
+        """A failed attempt that ``retry_delay`` allows: record it and take what the next one
+        needs (``Gate.retry``); the attempt's events go before the reply's."""
+        verdict, moved = self.gate.retry(ticket, ran)
+        if moved:
+            self.publish(moved)
+        if verdict is Retry.AGAIN:
+            ticket.prior += _RETRIED
+            self.log.debug("command.retrying", attempt=ticket.attempts)
+        elif verdict is Retry.EXHAUSTED:
+            ticket.prior += _EXHAUSTED
+            self.log_per_call(logging.WARNING, "command.retry_budget_exhausted")
+        else:  # the circuit opened meanwhile
+            ticket.prior += _FAILED
+        return verdict
+
     # -- coroutines -----------------------------------------------------------------------------
 
     def run_coroutine(self, coro: Coroutine[Any, Any, Any], ticket: Ticket) -> Any:
@@ -387,6 +459,7 @@ class CommandPort:
             CommandError(str(gone), key=self.key, reason=gone.reason),
             ticket.context.copy(),  # the caller's context, fresh: not the worker's copy
         )
+        ticket.call = call  # a hedged call's winner cancels it (see cancel_losers)
         if not self.pool.armed:  # a loop started for a key that is asleep (semaphore)
             self.watch_idle()
         if not call.ended.wait(max(0.0, ticket.deadline - self.clock())):
@@ -394,7 +467,15 @@ class CommandPort:
             call.ended.wait()  # ends when run has handled its CancelledError (or the loop stops)
         error = call.error
         if isinstance(error, asyncio.CancelledError) and call.cancel_sent:
-            self.log.info("command.cancelled", ran_past_ms=ms(self.clock() - ticket.deadline))
+            past = self.clock() - ticket.deadline
+            if past < 0.0:  # another run of a hedged call answered it first
+                self.log.debug("command.hedge_cancelled")
+                raise CommandError(
+                    f"command {self.key!r}: run cancelled, another run answered first",
+                    key=self.key,
+                    reason="cancelled",
+                ) from error
+            self.log.info("command.cancelled", ran_past_ms=ms(past))
             timeout = CommandTimeoutError(
                 f"command {self.key!r}: run cancelled at its deadline", key=self.key
             )

@@ -97,6 +97,10 @@ ROLLING_COUNTS: Mapping[str, EventType] = {
     "rollingCountSuccess": EventType.SUCCESS,
     "rollingCountThreadPoolRejected": EventType.THREAD_POOL_REJECTED,
     "rollingCountTimeout": EventType.TIMEOUT,
+    # Extensions (issue 13: retries and hedged runs; the dashboard ignores fields it does not know).
+    "rollingCountRetry": EventType.RETRY,
+    "rollingCountRetryBudgetExhausted": EventType.RETRY_BUDGET_EXHAUSTED,
+    "rollingCountHedge": EventType.HEDGE,
 }
 
 

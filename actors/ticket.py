@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import pykka
 
-from supervision import CommandError, Permit
+from supervision import CommandError, EventType, Permit
+
+from .messages import Reply
 
 if TYPE_CHECKING:
-    from .messages import Reply
     from .tracing import CallTrace
 
-__all__ = ["Owner", "Slots", "Ticket"]
+__all__ = ["Hedge", "Owner", "Slots", "Ticket", "runs_of"]
 
 _T = TypeVar("_T")
 
@@ -65,14 +66,18 @@ class Ticket:
         "_done",
         "abandoned",
         "answered",
+        "attempts",
+        "call",
         "context",
         "deadline",
         "future",
+        "hedges",
         "holds_slot",
         "on_answer",
         "payload",
         "permit",
         "port",
+        "prior",
         "reply",
         "runner",
         "started",
@@ -111,6 +116,14 @@ class Ticket:
         self.runner: pykka.ActorRef[Any] | None = None
         #: Its worker was abandoned while stuck in ``run`` (set under the gate's lock).
         self.abandoned = False
+        #: Runs of ``run`` so far (retries: ``CommandConfig(retry=...)``), and the events of the
+        #: attempts before the last (e.g. FAILURE, RETRY), put before the reply's own.
+        self.attempts = 1
+        self.prior: tuple[EventType, ...] = ()
+        #: Extra runs started for it (``CommandConfig(hedge=...)``), and the coroutine call
+        #: its ``async def run`` has on the key's loop (so a run that lost can be cancelled).
+        self.hedges: tuple[Hedge, ...] = ()
+        self.call: Any = None
         self.answered = False
         self.reply: Reply | None = None
         self.future: pykka.ThreadingFuture[Reply] | None = (
@@ -140,6 +153,9 @@ class Ticket:
     def answer(self, reply: Reply, *, counted: bool = False) -> None:
         """Deliver the reply (only the claimer calls this); ``counted``: its events and latency
         are counted already (``Gate.succeed``)."""
+        prior = self.prior
+        if prior:  # a retried call: its earlier attempts' events come first
+            reply = Reply(reply.key, reply.value, reply.error, prior + reply.events, reply.latency)
         self.reply = reply
         self.answered = True
         port = self.port
@@ -172,3 +188,55 @@ class Ticket:
             self._done.release()  # stays answered for any later wait
             return self.reply
         return None
+
+
+class Hedge(Ticket):
+    """An extra run of a slow call (``HedgePolicy``): a slot and a runner of its own; the call's
+    claim, permit and answer. Whichever run claims first answers the call; the other's result is
+    dropped (its slot given back when it returns), as a late result is."""
+
+    __slots__ = ("primary",)
+
+    def __init__(self, primary: Ticket) -> None:
+        self.primary = primary
+        self.port = primary.port
+        self.payload = primary.payload
+        self.started = primary.started
+        self.deadline = primary.deadline
+        self.permit = primary.permit
+        self.context = primary.context
+        self.trace = None
+        self.timed_out = False
+        self.holds_slot = True
+        self.runner = None
+        self.abandoned = False
+        self.attempts = 1 << 30  # an extra run is never retried: its call is the one to retry
+        self.hedges = ()
+        self.call = None
+        self.answered = False
+        self.reply = None
+        self.future = None
+        self.on_answer = None
+        self._claim = primary._claim  # one claim for every run of the call
+        self._done = primary._done
+
+    @property
+    def prior(self) -> tuple[EventType, ...]:
+        """The call's (the first run's)."""
+        return self.primary.prior
+
+    @prior.setter
+    def prior(self, events: tuple[EventType, ...]) -> None:
+        self.primary.prior = events
+
+    def answer(self, reply: Reply, *, counted: bool = False) -> None:
+        self.primary.answer(reply, counted=counted)
+
+    def wait(self, timeout: float | None) -> Reply | None:
+        return self.primary.wait(timeout)
+
+
+def runs_of(ticket: Ticket) -> tuple[Ticket, ...]:
+    """Every run of ``ticket``'s call: the first, then its extra ones."""
+    primary = ticket.primary if isinstance(ticket, Hedge) else ticket
+    return (primary, *primary.hedges)

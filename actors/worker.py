@@ -18,6 +18,7 @@ import enum
 import inspect
 import logging
 import threading
+import time
 from typing import Any
 
 import pykka
@@ -25,12 +26,13 @@ import pykka
 from supervision import BadRequest, CommandError, EventType
 
 from .commands import Command
+from .gate import Retry
 from .lifecycle import SupervisedActor
 from .log import Log, logger
 from .messages import Crash, Reply, Retire, Retired, WorkerExited
 from .pool import RETIRE, Pool
 from .port import CommandPort, port_of
-from .ticket import Ticket
+from .ticket import Ticket, runs_of
 
 __all__ = ["WorkerActor"]
 
@@ -193,10 +195,11 @@ class WorkerActor(SupervisedActor):
             value = port_of(ticket).run_coroutine(value, ticket)
         return value
 
-    def _execute(self, ticket: Ticket) -> _After:
-        port = port_of(ticket)
-        if not port.gate.begin(ticket, self.actor_ref):
-            return _After.NEXT  # timed out or dropped before it reached this worker
+    def _attempt(
+        self, port: CommandPort, ticket: Ticket
+    ) -> tuple[Any, BaseException | None, EventType, float]:
+        """One run of the call: its value, or the exception it raised and how that counts;
+        and how long it ran."""
         value: Any = None
         error: BaseException | None = None
         event = _SUCCESS
@@ -216,14 +219,39 @@ class WorkerActor(SupervisedActor):
                 command._ticket = None
         except BadRequest as exc:
             event, error = _BAD_REQUEST, exc
-        except BaseException as exc:  # an ignored exception passes to the caller like BadRequest
+        except BaseException as exc:  # an ignored exception passes on like BadRequest
             event = _BAD_REQUEST if isinstance(exc, port.config.ignore) else _FAILURE
             error = exc
+        return value, error, event, ran
+
+    def _execute(self, ticket: Ticket) -> _After:
+        port = port_of(ticket)
+        if not port.gate.begin(ticket, self.actor_ref):
+            return _After.NEXT  # timed out or dropped before it reached this worker
+        while True:  # one run, then more while a retry policy allows them
+            value, error, event, ran = self._attempt(port, ticket)
+            if event is not _FAILURE or not isinstance(error, Exception):
+                break
+            delay = port.retry_delay(ticket, error)
+            if delay is None or ticket.settled:
+                break
+            verdict = port.retried(ticket, ran)
+            if verdict is not Retry.AGAIN:
+                return self._gave_up(port, ticket, error)
+            if delay > 0.0:
+                time.sleep(delay)  # within the deadline: retry_delay said so
+            if ticket.settled:  # answered meanwhile (its supervisor died, the registry stopped)
+                return _After.LEAVE if port.gate.late(ticket) else _After.NEXT
         after = _After.NEXT if error is None or isinstance(error, Exception) else _After.DIE
         if after is _After.DIE:
             self._error = error
+        hedged = len(runs_of(ticket)) > 1
+        if hedged and event is _FAILURE and port.gate.defer(ticket, ran):
+            return after  # another run of the call is still going: it answers
         if ticket.claim():
             self._claimed = ticket
+            if hedged:
+                port.cancel_losers(ticket)
         else:  # answered already (TIMEOUT, or swept): drop the late result
             if port.gate.late(ticket, ran):
                 self._log_for(port).info("worker.zombie_returned", outcome=event.value)
@@ -235,6 +263,21 @@ class WorkerActor(SupervisedActor):
             port.expire(ticket, cause=error, ran=ran)
             return after
         return self._answer(ticket, after, event=event, value=value, error=error, ran=ran)
+
+    def _gave_up(self, port: CommandPort, ticket: Ticket, error: Exception) -> _After:
+        """A failed attempt was not retried (the budget is spent, the circuit opened): its
+        FAILURE is recorded already; answer with the fallback and free the slot."""
+        if not ticket.claim():  # answered already: only the slot is left
+            return _After.LEAVE if port.gate.late(ticket) else _After.NEXT
+        self._claimed = ticket
+        port.gate.release(ticket)
+        port.log_per_call(logging.ERROR, "command.failed", error=repr(error))
+        reply = ticket.in_context(
+            port.fall_back, ticket.payload, None, error, ticket.started, self._commands.get(port)
+        )
+        self._following = self._pool.park(self.actor_ref, self._generation)  # park first
+        ticket.answer(reply)
+        return _After.PARKED
 
     def _answer(
         self,
@@ -248,7 +291,7 @@ class WorkerActor(SupervisedActor):
     ) -> _After:
         """Record the call's outcome, answer it, and say what this worker does next."""
         port = port_of(ticket)
-        if event is _SUCCESS and after is _After.NEXT:  # the hot path: one lock for the rest
+        if event is _SUCCESS and after is _After.NEXT and not ticket.prior:  # the hot path
             latency = port.clock() - ticket.started
             reply = Reply(port.key, value, None, _SUCCEEDED, latency)
             # Park first, answer last: once the caller is woken it needs the GIL, which this

@@ -27,8 +27,10 @@ from .errors import (
 from .events import ERROR_EVENTS, FALLBACK_TRIGGERS, HEALTH_EVENTS, EventType
 from .fleet import FleetPolicy, FleetState, FleetView
 from .health import Health
+from .hedge import HedgePolicy
 from .policy import RestartStrategy, SupervisionPolicy
 from .restart import DECISIONS, Child, Decision, Directive, Restarts, backoff_delay, decide
+from .retry import RetryBudget, RetryPolicy
 from .throttle import Throttle
 from .window import RollingCounts
 
@@ -62,6 +64,7 @@ __all__ = [
     "FleetState",
     "FleetView",
     "Health",
+    "HedgePolicy",
     "Isolation",
     "IllegalTransitionError",
     "MaxConcurrencyError",
@@ -69,6 +72,8 @@ __all__ = [
     "PoolConfig",
     "RestartStrategy",
     "Restarts",
+    "RetryBudget",
+    "RetryPolicy",
     "RollingCounts",
     "SupervisionPolicy",
     "Throttle",

@@ -9,7 +9,9 @@ from typing import Any
 from .checks import check_int, show
 from .checks import check_seconds as _check_seconds
 from .fleet_policy import FleetPolicy
+from .hedge import HedgePolicy
 from .policy import SupervisionPolicy
+from .retry import RetryPolicy
 
 __all__ = ["CommandConfig", "Isolation", "PoolConfig"]
 
@@ -88,6 +90,12 @@ class CommandConfig:
     #: ``CommandRegistry.configure_pool``). ``max_concurrent_requests`` and ``queue_size``
     #: then cap this key's own share of the pool. Thread isolation only.
     pool: str | None = None
+    #: Retries of a failed run within the call's one deadline, under a retry budget
+    #: (``RetryPolicy``); None: never retried.
+    retry: RetryPolicy | None = None
+    #: Hedged requests: one more run when the first is slow (``HedgePolicy``); None: never.
+    #: Thread isolation only.
+    hedge: HedgePolicy | None = None
 
     def __post_init__(self) -> None:
         _check_seconds("timeout", self.timeout)
@@ -122,6 +130,17 @@ class CommandConfig:
                 allowed = ", ".join(repr(i.value) for i in Isolation)
                 msg = f"isolation must be one of {allowed}, got {show(self.isolation)}"
                 raise ValueError(msg) from None
+        for name, kind in (("retry", RetryPolicy), ("hedge", HedgePolicy)):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, kind):
+                msg = f"{name} must be a {kind.__name__} or None, got {show(value)}"
+                raise ValueError(msg)
+        if self.hedge is not None and self.isolation is Isolation.SEMAPHORE:
+            msg = (
+                "hedge applies to thread isolation only (an extra run needs another worker):"
+                " got a HedgePolicy with isolation='semaphore'"
+            )
+            raise ValueError(msg)
         if self.pool is not None:
             check_pool_name("pool", self.pool)
             if self.isolation is Isolation.SEMAPHORE:

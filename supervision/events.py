@@ -24,6 +24,13 @@ class EventType(enum.StrEnum):
     EXCEPTION_THROWN = "EXCEPTION_THROWN"
     RESPONSE_FROM_CACHE = "RESPONSE_FROM_CACHE"
     COLLAPSED = "COLLAPSED"
+    # Beyond Hystrix (issue 13): load shaping.
+    #: A failed run was retried (``CommandConfig(retry=RetryPolicy(...))``): one per retry.
+    RETRY = "RETRY"
+    #: A retry was denied by the key's retry budget: the call ended with its last error.
+    RETRY_BUDGET_EXHAUSTED = "RETRY_BUDGET_EXHAUSTED"
+    #: An extra run was started for a slow call (``CommandConfig(hedge=HedgePolicy(...))``).
+    HEDGE = "HEDGE"
 
 
 #: Events that count in a circuit's request total (SHORT_CIRCUITED and BAD_REQUEST do not).

@@ -193,6 +193,7 @@ class RollingLatency:
         "_counts",
         "_ids",
         "_n",
+        "_ranked",
         "_seen",
         "_sums",
         "_width",
@@ -214,6 +215,9 @@ class RollingLatency:
         #: The last snapshot: (latencies recorded then, first and last newest bucket it holds
         #: for, the snapshot).
         self._seen: tuple[int, int, int, Latency] | None = None
+        #: The last ranking for ``percentile``: (latencies recorded then, the newest bucket,
+        #: the bins in order, their running counts).
+        self._ranked: tuple[int, int, list[int], list[int]] | None = None
 
     def record(self, seconds: float, now: float | None = None) -> None:
         bucket = int((self._clock() if now is None else now) // self._width)
@@ -237,6 +241,48 @@ class RollingLatency:
         every[index] = every.get(index, 0) + 1
         self._all_count += 1
         self._all_sum += seconds
+
+    def _live(self, newest: int) -> list[int]:
+        """The slots of the buckets in the window when ``newest`` is the current bucket."""
+        oldest = max(newest - self._n + 1, 0)  # never a slot still _UNUSED
+        return [slot for slot, bucket in enumerate(self._ids) if oldest <= bucket <= newest]
+
+    def count(self) -> int:
+        """Latencies the window holds now."""
+        live = self._live(int(self._clock() // self._width))
+        return sum(self._counts[slot] for slot in live)
+
+    def percentile(self, p: float) -> float | None:
+        """The ``p``th percentile (0 < p <= 100) of the window's latencies, nearest rank, as
+        ``snapshot`` reads its fixed ones (a bin's middle); None if the window holds none.
+
+        Cheap enough to ask on every call: it reads a ranking of the window's bins kept until
+        the window moves to its next bucket, or until more than 1/64 as many latencies as it
+        ranked have been recorded since (a busy key ranks its window about once a bucket, not
+        once a latency). Until then the newest latencies, at most that many, are left out."""
+        if not 0 < p <= 100:
+            msg = f"p must be a number > 0 and <= 100, got {p!r}"
+            raise ValueError(msg)
+        newest = int(self._clock() // self._width)
+        ranked = self._ranked
+        if (
+            ranked is None
+            or ranked[1] != newest
+            or (self._all_count - ranked[0]) * _STALE > (ranked[3][-1] if ranked[3] else 0)
+        ):
+            merged: dict[int, int] = {}
+            for slot in self._live(newest):
+                for index, n in self._bins[slot].items():
+                    merged[index] = merged.get(index, 0) + n
+            ordered = sorted(merged.items())
+            indexes = [index for index, _ in ordered]
+            running = list(itertools.accumulate(n for _, n in ordered))
+            ranked = self._ranked = (self._all_count, newest, indexes, running)
+        indexes, running = ranked[2], ranked[3]
+        if not running:
+            return None
+        rank = max(1, math.ceil(p / 100 * running[-1]))
+        return value_of(indexes[bisect.bisect_left(running, rank)])
 
     def lifetime(self) -> Histogram:
         """Every latency since the start, as cumulative counts per ``HISTOGRAM_BOUNDS``."""
@@ -279,6 +325,9 @@ class RollingLatency:
         return latency
 
 
+#: ``RollingLatency.percentile`` ranks its window again once more than 1/_STALE as many
+#: latencies as it ranked have been recorded since.
+_STALE = 64
 #: The percentiles of an empty window, shared by every snapshot of one (read only, as every
 #: snapshot's mapping is).
 _NO_LATENCIES: dict[str, float] = dict.fromkeys(PERCENTILES, 0.0)

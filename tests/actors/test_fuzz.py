@@ -27,7 +27,7 @@ from actors import (
     Reply,
     UnknownCommandError,
 )
-from supervision import FleetPolicy, SupervisionPolicy
+from supervision import FleetPolicy, HedgePolicy, RetryPolicy, SupervisionPolicy
 from supervision.checks import MAX_SECONDS
 
 HUGE = 10**400  # an int no float can hold
@@ -281,15 +281,20 @@ IN_RANGE: dict[str, Callable[[object], bool]] = {
     "fleet": lambda v: isinstance(v, FleetPolicy),
     "isolation": lambda v: isinstance(v, str) and v in ("thread", "semaphore"),
     "pool": lambda v: v is None or (isinstance(v, str) and bool(v.strip()) and len(v) <= 200),
+    "retry": lambda v: v is None or isinstance(v, RetryPolicy),
+    "hedge": lambda v: v is None or isinstance(v, HedgePolicy),
 }
 
 
 def cross_field_faults(changes: dict[str, Any]) -> list[str]:
     """Fields refused for what another field says: a shared pool is for thread isolation."""
-    pool, isolation = changes.get("pool"), changes.get("isolation")
-    if IN_RANGE["pool"](pool) and pool is not None and isolation == "semaphore":
-        return ["pool"]
-    return []
+    faults = []
+    semaphore = changes.get("isolation") == "semaphore"
+    for field in ("pool", "hedge"):
+        value = changes.get(field)
+        if semaphore and value is not None and IN_RANGE[field](value):
+            faults.append(field)
+    return faults
 
 
 ANY_VALUE = st.one_of(

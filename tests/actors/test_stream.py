@@ -101,7 +101,14 @@ POOL_FIELDS = [
 ]
 
 #: Ours: what Hystrix's fields cannot say.
-EXTENSIONS = ("circuitState", "status", "zombieCount")
+EXTENSIONS = (
+    "circuitState",
+    "status",
+    "zombieCount",
+    "rollingCountRetry",
+    "rollingCountRetryBudgetExhausted",
+    "rollingCountHedge",
+)
 
 BOOLEANS = {
     "isCircuitBreakerOpen",
@@ -133,7 +140,7 @@ def kind(value: Any) -> str:
     return type(value).__name__
 
 
-def test_a_command_message_has_every_field_the_dashboard_reads_and_our_three() -> None:
+def test_a_command_message_has_every_field_the_dashboard_reads_and_our_extensions() -> None:
     message = command_message(sample())
 
     assert set(message) == {*COMMAND_FIELDS, *EXTENSIONS}

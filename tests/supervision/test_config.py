@@ -30,6 +30,7 @@ def test_the_defaults_are_hystrixs() -> None:
     assert config.fleet == FleetPolicy(mode="shared", quorum=2)
     assert config.isolation == "thread"
     assert config.pool is None
+    assert config.retry is None and config.hedge is None
 
 
 def test_a_pool_config_has_hystrixs_thread_pool_defaults() -> None:
@@ -61,6 +62,8 @@ def test_the_defaults_cover_every_field() -> None:
         "fleet",
         "isolation",
         "pool",
+        "retry",
+        "hedge",
     }
 
 

@@ -21,6 +21,10 @@ def test_event_types_are_the_names_dashboards_show() -> None:
         "EXCEPTION_THROWN",
         "RESPONSE_FROM_CACHE",
         "COLLAPSED",
+        # beyond Hystrix: retries and hedged runs (issue 13)
+        "RETRY",
+        "RETRY_BUDGET_EXHAUSTED",
+        "HEDGE",
     }
 
 
