@@ -15,6 +15,7 @@ import supervision  # noqa: E402
 import_check.check_imported(supervision)
 
 from supervision import (  # noqa: E402
+    AdaptiveLimit,
     BadRequest,
     CircuitOpenError,
     CircuitState,
@@ -28,6 +29,7 @@ from supervision import (  # noqa: E402
     Health,
     HedgePolicy,
     Isolation,
+    LimitAlgorithm,
     MaxConcurrencyError,
     PoolConfig,
     RetryBudget,
@@ -53,6 +55,7 @@ except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a
     __version__ = "0+unknown"
 
 __all__ = [
+    "AdaptiveLimit",
     "AsyncCommandFunction",
     "BadRequest",
     "CircuitOpenError",
@@ -71,6 +74,7 @@ __all__ = [
     "Health",
     "HedgePolicy",
     "Isolation",
+    "LimitAlgorithm",
     "MaxConcurrencyError",
     "Pipeline",
     "PipelineResult",

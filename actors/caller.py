@@ -58,6 +58,8 @@ def _admit(port: CommandPort, payload: Any, timeout: float | None) -> Ticket | R
     trace = None if port.tracer is None else port.trace_begun(limit, context)
     ticket = Ticket(port, payload, started, started + limit, admitted, context=context, trace=trace)
     ticket.runner = HERE
+    if port.gate.limiter is not None:  # its calls in flight now, itself included
+        ticket.inflight = port.gate.in_flight
     port.tracked.add(ticket)
     return ticket
 

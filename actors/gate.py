@@ -100,6 +100,7 @@ class Gate:
         "_lock",
         "fleet_view",
         "hedge_budget",
+        "limiter",
         "pool",
         "retry_tokens",
         "running",
@@ -113,14 +114,17 @@ class Gate:
         self.stats = CommandStats(config.rolling_window, config.rolling_buckets, clock)
         #: This key's calls inside ``run`` now (a zombie's call no longer counts).
         self.running = 0
+        #: The key's adaptive concurrency limit (``CommandConfig(limit=...)``), or None.
+        self.limiter = None if config.limit is None else config.limit.limiter()
+        limit = self._limit_for(config)
         #: This key's own bulkhead: with a shared pool, its share of the pool's.
-        self._bulkhead = Bulkhead(config.max_concurrent_requests, config.queue_size)
+        self._bulkhead = Bulkhead(limit, config.queue_size)
         if pool is None:  # the key's own pool: its bulkhead and figures are the key's
             pool = Pool(
                 name=None,
                 bulkhead=self._bulkhead,
                 stats=self.stats,
-                capacity=config.max_concurrent_requests,
+                capacity=limit,
                 queue_size=config.queue_size,
                 policy=config.supervision,
             )
@@ -133,6 +137,28 @@ class Gate:
         self.retry_tokens = _tokens(config, clock)
         #: The key's hedge budget (``CommandConfig(hedge=HedgePolicy(...))``), or None.
         self.hedge_budget = None if config.hedge is None else HedgeBudget(config.hedge, clock)
+
+    def _limit_for(self, config: CommandConfig) -> int:
+        """The key's concurrency limit: the adaptive one's now, or ``max_concurrent_requests``."""
+        limiter = self.limiter
+        return config.max_concurrent_requests if limiter is None else limiter.limit
+
+    def _sample(self, ticket: Ticket, rtt: float, dropped: bool) -> None:
+        """One call's run time (or its drop) for the adaptive limit (the lock is held), with the
+        calls in flight when it was admitted (as concurrency-limits records them): the
+        bulkhead, and the key's own pool, follow the limit it gives."""
+        limiter = self.limiter
+        assert limiter is not None
+        bulkhead = self._bulkhead
+        before = limiter.limit
+        limit = limiter.sample(rtt, max(1, ticket.inflight), dropped)
+        if limit != before:
+            bulkhead.resize(limit, bulkhead.queue_size)
+            pool = self.pool
+            if pool.name is None:
+                pool.capacity = limit
+                if pool.worker_limit > 0:  # a closed pool stays closed
+                    pool.worker_limit = limit
 
     @property
     def workers(self) -> int:
@@ -244,6 +270,11 @@ class Gate:
         """``run`` returned with ``event`` after ``ran`` seconds (None: not timed) and its
         worker answers: free the slot, record."""
         with self._lock:
+            if self.limiter is not None and ran is not None:
+                if event is EventType.SUCCESS:
+                    self._sample(ticket, ran, dropped=False)
+                elif event is _TIMEOUT:
+                    self._sample(ticket, ran, dropped=True)
             self.free(ticket)
             if ran is not None:
                 self._ran(ran)
@@ -342,6 +373,8 @@ class Gate:
         SUCCESS and count the reply (the caller's ``Ticket.answer(reply, counted=True)``); with
         ``worker``, park it too (what ``Pool.park`` says comes second)."""
         with self._lock:
+            if self.limiter is not None:
+                self._sample(ticket, ran, dropped=False)
             self.free(ticket)
             self._ran(ran)
             self.stats.replied(_SUCCEEDED, latency, False)
@@ -354,6 +387,8 @@ class Gate:
         """The call's deadline passed: record TIMEOUT. If ``run`` has begun, the slot stays
         held until it returns; a call that never reached a worker gives its slot back now."""
         with self._lock:
+            if self.limiter is not None:  # a timeout is a drop (concurrency-limits' onDropped)
+                self._sample(ticket, ticket.deadline - ticket.started, dropped=True)
             self._unstarted(ticket)
             return self._breaker.record(ticket.permit, _TIMEOUT)
 
@@ -496,7 +531,12 @@ class Gate:
             ):
                 self.stats.resized(config.rolling_window, config.rolling_buckets, self._clock)
             self._breaker.reconfigure(config)
-            self._bulkhead.resize(config.max_concurrent_requests, config.queue_size)
+            if config.limit is None:
+                self.limiter = None
+            elif self.limiter is None or self.limiter.config != config.limit:
+                self.limiter = config.limit.limiter()
+            limit = self._limit_for(config)
+            self._bulkhead.resize(limit, config.queue_size)
             hedge = config.hedge
             if hedge is None:
                 self.hedge_budget = None
@@ -514,11 +554,11 @@ class Gate:
                 tokens.reconfigure(budget)
             pool = self.pool
             if pool.name is None:  # the key's own pool follows the key's configuration
-                pool.capacity = config.max_concurrent_requests
+                pool.capacity = limit
                 pool.queue_size = config.queue_size
                 pool.policy = config.supervision
                 if pool.worker_limit > 0:  # a closed pool stays closed
-                    pool.worker_limit = config.max_concurrent_requests
+                    pool.worker_limit = limit
 
     def metrics(
         self, key: str, group: str, status: str, config: CommandConfig, now: float
@@ -567,6 +607,7 @@ class Gate:
                 latency_total=stats.total.snapshot(),
                 pool=pool,
                 config=config,
+                limit=self._bulkhead.max_concurrent,
             )
 
     def health(self, key: str, status: str) -> Health:
@@ -584,6 +625,7 @@ class Gate:
                 zombies=self.pool.zombies,
                 status=status,
                 fleet=self.fleet_view,
+                limit=self._bulkhead.max_concurrent,
             )
 
 

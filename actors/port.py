@@ -193,6 +193,8 @@ class CommandPort:
             context=context,
             trace=trace,
         )
+        if self.gate.limiter is not None:  # its calls in flight now, itself included
+            ticket.inflight = self.gate.in_flight
         self.tracked.add(ticket)
         if not block:
             self.timer.watch(ticket)

@@ -126,6 +126,11 @@ class _Families:
             "Workers abandoned while stuck in run, not yet returned.",
             labels=["command"],
         )
+        self.limit = GaugeMetricFamily(
+            f"{p}_concurrency_limit",
+            "The key's concurrency limit now: max_concurrent_requests, or its adaptive limit's.",
+            labels=["command"],
+        )
         self.latency = GaugeMetricFamily(
             f"{p}_latency_seconds",
             "Latency percentiles (as fractions, 0-1) over the rolling latency window (execute:"
@@ -190,6 +195,7 @@ class _Families:
         self.in_flight.add_metric([key], m.in_flight)
         self.queue.add_metric([key], m.pool.queued)
         self.zombies.add_metric([key], m.zombies)
+        self.limit.add_metric([key], m.limit)
         self._latency(key, "execute", m.latency_execute)
         self._latency(key, "total", m.latency_total)
         self.workers.add_metric([key], m.pool.pool_size)

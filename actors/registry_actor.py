@@ -296,8 +296,16 @@ class RegistryActor(pykka.ThreadingActor):
         # Registered, never used: report it without starting any actor.
         config = self._config_for(key, registration)
         state = CircuitState.OPEN if config.force_open else CircuitState.CLOSED
+        limit = config.max_concurrent_requests if config.limit is None else config.limit.start
         return Health(
-            key=key, state=state, requests=0, errors=0, error_percent=0.0, in_flight=0, workers=0
+            key=key,
+            state=state,
+            requests=0,
+            errors=0,
+            error_percent=0.0,
+            in_flight=0,
+            workers=0,
+            limit=limit,
         )
 
     # -- the tree ------------------------------------------------------------------------------

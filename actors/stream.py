@@ -11,7 +11,9 @@ Turbine can add hosts up (``reportingHosts`` is 1 per process). The fleet-wide s
 
 Beyond Hystrix's fields, a command message carries ``circuitState`` ("closed", "open",
 "half_open": Hystrix's ``isCircuitBreakerOpen`` cannot say half-open), ``status`` ("up",
-"restarting", "down") and ``zombieCount``.
+"restarting", "down"), ``zombieCount``, ``concurrencyLimit`` (the key's limit now: adaptive
+with ``CommandConfig(limit=...)``) and the counts of retries and hedged runs
+(``rollingCountRetry``, ``rollingCountRetryBudgetExhausted``, ``rollingCountHedge``).
 
 A ``Renderer`` makes the ticks a server sends: it keeps each key's rendered messages and renders
 a key again only when its metrics changed since the previous tick (an idle key's messages are
@@ -117,6 +119,7 @@ COMMAND_SUMS: tuple[str, ...] = (
     "latencyExecute_mean",
     "latencyTotal_mean",
     "zombieCount",
+    "concurrencyLimit",
 )
 
 #: A command message's latency objects (percentile -> ms), summed percentile by percentile.
@@ -215,6 +218,8 @@ def command_message(m: CommandMetrics) -> dict[str, Any]:
             "circuitState": m.state.value,
             "status": m.status,
             "zombieCount": m.zombies,
+            # the key's concurrency limit now (its adaptive limit's, or max_concurrent_requests)
+            "concurrencyLimit": m.limit,
         }
     )
     return message
@@ -284,6 +289,7 @@ def _command_inputs(m: CommandMetrics) -> tuple[Any, ...]:
         m.in_flight,
         m.rolling_max_in_flight,
         m.zombies,
+        m.limit,
         m.latency_execute,
         m.latency_total,
         m.pool.name,

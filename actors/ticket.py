@@ -73,6 +73,7 @@ class Ticket:
         "future",
         "hedges",
         "holds_slot",
+        "inflight",
         "on_answer",
         "payload",
         "permit",
@@ -124,6 +125,9 @@ class Ticket:
         #: its ``async def run`` has on the key's loop (so a run that lost can be cancelled).
         self.hedges: tuple[Hedge, ...] = ()
         self.call: Any = None
+        #: The key's calls in flight when it was admitted, itself included (read by an
+        #: adaptive limit: ``CommandConfig(limit=...)``; 0 without one).
+        self.inflight = 0
         self.answered = False
         self.reply: Reply | None = None
         self.future: pykka.ThreadingFuture[Reply] | None = (
@@ -213,6 +217,7 @@ class Hedge(Ticket):
         self.attempts = 1 << 30  # an extra run is never retried: its call is the one to retry
         self.hedges = ()
         self.call = None
+        self.inflight = primary.inflight
         self.answered = False
         self.reply = None
         self.future = None

@@ -28,6 +28,7 @@ from .events import ERROR_EVENTS, FALLBACK_TRIGGERS, HEALTH_EVENTS, EventType
 from .fleet import FleetPolicy, FleetState, FleetView
 from .health import Health
 from .hedge import HedgePolicy
+from .limit import AdaptiveLimit, LimitAlgorithm, Limiter
 from .policy import RestartStrategy, SupervisionPolicy
 from .restart import DECISIONS, Child, Decision, Directive, Restarts, backoff_delay, decide
 from .retry import RetryBudget, RetryPolicy
@@ -45,6 +46,7 @@ __all__ = [
     "HEALTH_EVENTS",
     "NORMAL",
     "TRANSITIONS",
+    "AdaptiveLimit",
     "BadRequest",
     "Bulkhead",
     "Child",
@@ -67,6 +69,8 @@ __all__ = [
     "HedgePolicy",
     "Isolation",
     "IllegalTransitionError",
+    "LimitAlgorithm",
+    "Limiter",
     "MaxConcurrencyError",
     "Permit",
     "PoolConfig",

@@ -10,6 +10,7 @@ from .checks import check_int, show
 from .checks import check_seconds as _check_seconds
 from .fleet_policy import FleetPolicy
 from .hedge import HedgePolicy
+from .limit import AdaptiveLimit
 from .policy import SupervisionPolicy
 from .retry import RetryPolicy
 
@@ -96,6 +97,10 @@ class CommandConfig:
     #: Hedged requests: one more run when the first is slow (``HedgePolicy``); None: never.
     #: Thread isolation only.
     hedge: HedgePolicy | None = None
+    #: An adaptive concurrency limit (``AdaptiveLimit``): the bulkhead's limit follows measured
+    #: run latency and drops, between its ``min`` and ``max``, instead of
+    #: ``max_concurrent_requests``; None: the fixed ``max_concurrent_requests``.
+    limit: AdaptiveLimit | None = None
 
     def __post_init__(self) -> None:
         _check_seconds("timeout", self.timeout)
@@ -130,10 +135,15 @@ class CommandConfig:
                 allowed = ", ".join(repr(i.value) for i in Isolation)
                 msg = f"isolation must be one of {allowed}, got {show(self.isolation)}"
                 raise ValueError(msg) from None
-        for name, kind in (("retry", RetryPolicy), ("hedge", HedgePolicy)):
+        for name, kind in (
+            ("retry", RetryPolicy),
+            ("hedge", HedgePolicy),
+            ("limit", AdaptiveLimit),
+        ):
             value = getattr(self, name)
             if value is not None and not isinstance(value, kind):
-                msg = f"{name} must be a {kind.__name__} or None, got {show(value)}"
+                article = "an" if kind.__name__[0] in "AEIOU" else "a"
+                msg = f"{name} must be {article} {kind.__name__} or None, got {show(value)}"
                 raise ValueError(msg)
         if self.hedge is not None and self.isolation is Isolation.SEMAPHORE:
             msg = (

@@ -35,3 +35,6 @@ class Health:
     #: fleet circuit's state and error percentage, the probe lease's holder. None without a
     #: fleet, with ``FleetPolicy(mode="off")``, or before the key's first exchange with it.
     fleet: FleetView | None = None
+    #: The key's concurrency limit now: ``max_concurrent_requests``, or where its adaptive
+    #: ``limit`` (``CommandConfig(limit=AdaptiveLimit(...))``) has moved it.
+    limit: int = 0

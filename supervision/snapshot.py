@@ -154,3 +154,6 @@ class CommandMetrics:
     latency_total: Latency
     pool: PoolMetrics
     config: CommandConfig
+    #: The key's concurrency limit now: ``max_concurrent_requests``, or where its adaptive
+    #: ``limit`` (``AdaptiveLimit``) has moved it.
+    limit: int

@@ -83,6 +83,7 @@ def sample(key: str = "a", **changes: Any) -> CommandMetrics:
         latency_total=TOTAL,
         pool=dataclasses.replace(POOL, name=f"pool-of-{key}"),
         config=CONFIG,
+        limit=12,
     )
     return dataclasses.replace(metrics, **changes)
 

@@ -27,7 +27,7 @@ from actors import (
     Reply,
     UnknownCommandError,
 )
-from supervision import FleetPolicy, HedgePolicy, RetryPolicy, SupervisionPolicy
+from supervision import AdaptiveLimit, FleetPolicy, HedgePolicy, RetryPolicy, SupervisionPolicy
 from supervision.checks import MAX_SECONDS
 
 HUGE = 10**400  # an int no float can hold
@@ -283,6 +283,7 @@ IN_RANGE: dict[str, Callable[[object], bool]] = {
     "pool": lambda v: v is None or (isinstance(v, str) and bool(v.strip()) and len(v) <= 200),
     "retry": lambda v: v is None or isinstance(v, RetryPolicy),
     "hedge": lambda v: v is None or isinstance(v, HedgePolicy),
+    "limit": lambda v: v is None or isinstance(v, AdaptiveLimit),
 }
 
 

@@ -54,6 +54,7 @@ def test_every_family_has_the_type_its_name_promises() -> None:
         "hystrix_in_flight": "gauge",
         "hystrix_queue": "gauge",
         "hystrix_zombies": "gauge",
+        "hystrix_concurrency_limit": "gauge",
         "hystrix_latency_seconds": "gauge",
         "hystrix_latency_mean_seconds": "gauge",
         "hystrix_pool_workers": "gauge",
@@ -121,6 +122,7 @@ def test_load_gauges_come_from_the_key_and_its_pool() -> None:
     assert value(samples, "hystrix_in_flight", command="a") == 3
     assert value(samples, "hystrix_queue", command="a") == 1
     assert value(samples, "hystrix_zombies", command="a") == 2
+    assert value(samples, "hystrix_concurrency_limit", command="a") == 12
     assert value(samples, "hystrix_error_ratio", command="a") == pytest.approx(19 / 29)
     assert value(samples, "hystrix_pool_workers", command="a") == 5
     assert value(samples, "hystrix_pool_active_workers", command="a") == 2

@@ -241,3 +241,22 @@ def _no_leak(registry: CommandRegistry) -> Iterator[None]:
     yield
     for metrics in registry.all_metrics():
         assert metrics.in_flight == 0, metrics.key
+
+
+class AsyncHere(AsyncFlaky):
+    key = "async here"
+    config = CommandConfig(timeout=5.0, retry=NOW, isolation="semaphore")
+
+
+def test_an_awaited_semaphore_call_is_retried_in_the_caller_s_task(
+    registry: CommandRegistry,
+) -> None:
+    script = use(registry, AsyncHere, ConnectionError("reset"), "ok")
+
+    async def main() -> Any:
+        return await registry.ask_reply_async(AsyncHere.key, "x")
+
+    reply = asyncio.run(main())
+
+    assert reply.events == (F, R, S) and reply.value == "ok"
+    assert script.runs == 2

@@ -108,6 +108,7 @@ EXTENSIONS = (
     "rollingCountRetry",
     "rollingCountRetryBudgetExhausted",
     "rollingCountHedge",
+    "concurrencyLimit",
 )
 
 BOOLEANS = {

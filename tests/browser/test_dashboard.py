@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from actors import Command, CommandConfig, CommandRegistry
+from actors import AdaptiveLimit, Command, CommandConfig, CommandRegistry
 from actors.http import start_http_server
 from supervision import FakeClock
 
@@ -302,3 +302,19 @@ def test_the_demo_serves_the_dashboard_and_pictures_it_during_the_outage(
     width, height = struct.unpack(">II", png[16:24])  # the IHDR chunk
     assert width == 480
     assert height > 400
+
+
+def test_a_command_tile_shows_the_keys_concurrency_limit_and_its_retries(
+    dashboard: Page, registry: CommandRegistry
+) -> None:
+    assert ask(registry) == ["issues"]
+    expect(shown(dashboard, "limit")).to_have_text(
+        str(CONFIG.max_concurrent_requests), timeout=WITHIN_MS
+    )
+
+    registry.configure(KEY, CONFIG.replace(limit=AdaptiveLimit("aimd", initial=3)))
+    assert ask(registry) == ["issues"]
+
+    expect(shown(dashboard, "limit")).to_have_text("3", timeout=WITHIN_MS)
+    expect(shown(dashboard, "rate-retry")).to_have_text("0")
+    expect(shown(dashboard, "rate-hedge")).to_have_text("0")

@@ -64,6 +64,7 @@ def test_the_defaults_cover_every_field() -> None:
         "pool",
         "retry",
         "hedge",
+        "limit",
     }
 
 

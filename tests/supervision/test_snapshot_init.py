@@ -51,6 +51,7 @@ def metrics(**changes: Any) -> CommandMetrics:
         "latency_total": latency,
         "pool": PoolMetrics(**POOL),
         "config": CommandConfig(),
+        "limit": 10,
     }
     return CommandMetrics(**{**fields, **changes})
 
