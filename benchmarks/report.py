@@ -184,10 +184,12 @@ def render(
     fleet: Sequence[str] = (),
     scale: Sequence[str] = (),
     stream: Sequence[str] = (),
+    load_shaping: Sequence[str] = (),
 ) -> str:
     """The whole report as Markdown; ``fleet``: the fleet section's lines (``benchmarks.fleet``);
     ``scale``: the thousands-of-keys section's (``benchmarks.scale``); ``stream``: the stream
-    at scale's (``benchmarks.stream_scale``)."""
+    at scale's (``benchmarks.stream_scale``); ``load_shaping``: retries, hedging and adaptive
+    limits (``benchmarks.load_shaping``)."""
     lines = [
         "# Performance",
         "",
@@ -250,6 +252,7 @@ def render(
         *([*fleet, ""] if fleet else []),
         *([*scale, ""] if scale else []),
         *([*stream, ""] if stream else []),
+        *([*load_shaping, ""] if load_shaping else []),
         "## Notes",
         "",
         f"- {info.pybreaker_note}",

@@ -35,6 +35,7 @@ from .latency import (
     pinned_to_one_cpu,
     timer_overhead_ns,
 )
+from .load_shaping import LoadShapingPlan, load_shaping_report
 from .overload import Load, Overload, measure_overload
 from .overload_report import (
     CONSTANT_RETURNED,
@@ -128,6 +129,8 @@ class Plan:
     scale: ScalePlan = field(default_factory=ScalePlan.full)
     #: The stream's tick at 100 / 2,000 / 10,000 keys, beside the landed code's.
     stream: StreamPlan = field(default_factory=StreamPlan.full)
+    #: Retries, hedging and adaptive limits against simulated dependencies (issue 13).
+    load_shaping: LoadShapingPlan = field(default_factory=LoadShapingPlan.full)
 
     @classmethod
     def full(cls) -> Plan:
@@ -160,6 +163,7 @@ class Plan:
             fleet=FleetPlan.quick(),
             scale=ScalePlan.quick(),
             stream=StreamPlan.quick(),
+            load_shaping=LoadShapingPlan.quick(),
         )
 
 
@@ -477,6 +481,7 @@ def run(plan: Plan) -> str:
     scale = scale_report(plan.scale)
     with _default_logging():
         stream = stream_report(plan.stream)
+    load_shaping = load_shaping_report(plan.load_shaping)
     pybreaker_note = describe_pybreaker()
     leftover = _join_leftover_threads(5.0)
     if leftover:
@@ -528,5 +533,13 @@ def run(plan: Plan) -> str:
         ),
     )
     return render(
-        info, measured.latencies, measured.throughputs, overload, pipelines, fleet, scale, stream
+        info,
+        measured.latencies,
+        measured.throughputs,
+        overload,
+        pipelines,
+        fleet,
+        scale,
+        stream,
+        load_shaping,
     )
