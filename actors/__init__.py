@@ -24,10 +24,12 @@ from supervision import (  # noqa: E402
     CommandTimeoutError,
     EventType,
     FallbackFailedError,
+    FaultPlan,
     FleetPolicy,
     FleetView,
     Health,
     HedgePolicy,
+    InjectionDisabledError,
     Isolation,
     LimitAlgorithm,
     MaxConcurrencyError,
@@ -39,15 +41,18 @@ from supervision import (  # noqa: E402
 
 from .commands import Command  # noqa: E402
 from .decorator import AsyncCommandFunction, CommandFunction  # noqa: E402
+from .injection import Injection  # noqa: E402
 from .messages import Reply, ShutdownReport  # noqa: E402
 from .pipeline import FanOut, Pipeline, PipelineResult, Stage, StageTrace  # noqa: E402
 from .registry import CommandRegistry  # noqa: E402
+from .request_cache import RequestScope  # noqa: E402
 
 command = CommandRegistry.command
-"""``@command(key, *, config=None, fallback=None, group=None)``: a function ``f(payload)``
-made into a command registered on the default registry (``registry.command(...)`` for an
-isolated one). Calling the decorated function asks and returns the value, or the fallback's;
-an ``async def`` function gives an awaitable. See ``CommandRegistry.command``."""
+"""``@command(key, *, config=None, fallback=None, group=None, cache_key=None)``: a function
+``f(payload)`` made into a command registered on the default registry
+(``registry.command(...)`` for an isolated one). Calling the decorated function asks and returns
+the value, or the fallback's; an ``async def`` function gives an awaitable. See
+``CommandRegistry.command``."""
 
 try:
     __version__ = importlib.metadata.version("hystrix-actors")
@@ -69,10 +74,13 @@ __all__ = [
     "EventType",
     "FanOut",
     "FallbackFailedError",
+    "FaultPlan",
     "FleetPolicy",
     "FleetView",
     "Health",
     "HedgePolicy",
+    "Injection",
+    "InjectionDisabledError",
     "Isolation",
     "LimitAlgorithm",
     "MaxConcurrencyError",
@@ -82,6 +90,7 @@ __all__ = [
     "RetryBudget",
     "RetryPolicy",
     "Reply",
+    "RequestScope",
     "ShutdownReport",
     "Stage",
     "StageTrace",

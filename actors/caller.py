@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import logging
 import time
@@ -204,7 +205,12 @@ def call_here(port: CommandPort, payload: Any, timeout: float | None) -> Reply:
             command = _lend(port)
             command._ticket = ticket
             try:
-                value = ticket.context.run(command.run, payload)
+                injection = port.injection  # fault injection: None unless registry.inject
+                if injection is None:
+                    value = ticket.context.run(command.run, payload)
+                else:
+                    run = functools.partial(ticket.context.run, command.run, payload)
+                    value = injection.run(run, ticket.deadline, clock)
                 if inspect.iscoroutine(value):  # async def run: on the key's loop, in time
                     value = port.run_coroutine(value, ticket)
             finally:
@@ -246,7 +252,16 @@ async def call_here_async(port: CommandPort, payload: Any, timeout: float | None
             command = _lend(port)
             command._ticket = ticket
             try:
-                value = ticket.context.run(command.run, payload)
+                injection = port.injection  # fault injection: None unless registry.inject
+                value = (
+                    ticket.context.run(command.run, payload)
+                    if injection is None
+                    else await injection.run_async(
+                        functools.partial(ticket.context.run, command.run, payload),
+                        ticket.deadline,
+                        clock,
+                    )
+                )
                 if inspect.iscoroutine(value):
                     loop = asyncio.get_running_loop()
                     timer = asyncio.timeout_at(loop.time() + (ticket.deadline - clock()))

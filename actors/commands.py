@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic
 
 from supervision import CommandConfig
@@ -58,6 +58,13 @@ class Command(Generic[PayloadT, ResultT]):
     def has_fallback(self, payload: PayloadT) -> bool:
         """Whether ``fallback`` exists for this payload (FALLBACK_MISSING when not)."""
         return type(self).fallback is not Command.fallback
+
+    def cache_key(self, payload: PayloadT) -> Hashable | None:
+        """The request cache's key for this payload (see docs/request-cache.md): inside one
+        ``registry.request_scope()``, asks of this command whose cache keys are equal run once
+        and share the first one's reply. None (the default): never cached. Called on the
+        caller's thread, on the key's shared instance: keep it a pure function of the payload."""
+        return None
 
     def time_left(self) -> float:
         """Seconds left before the running call's deadline (0.0 outside ``run``)."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Hashable
 from typing import Any, Generic, Protocol, overload
 
 from supervision import CommandConfig, UnknownCommandError
@@ -127,9 +127,13 @@ class CommandDecorator:
         config: CommandConfig | None,
         fallback: Fallback | None,
         group: str | None,
+        *,
+        cache_key: Callable[[Any], Hashable | None] | None = None,
     ) -> None:
         if fallback is not None:
             _check_callable(key, "fallback", fallback, "payload", "error")
+        if cache_key is not None:
+            _check_callable(key, "cache_key", cache_key, "payload")
         if config is not None and not isinstance(config, CommandConfig):
             msg = f"@command({key!r}): config must be a CommandConfig, got {config!r}"
             raise TypeError(msg)
@@ -138,6 +142,7 @@ class CommandDecorator:
         self._config = config
         self._fallback = fallback
         self._group = group
+        self._cache_key = cache_key
 
     @overload
     def __call__(  # type: ignore[overload-overlap]  # a coroutine function: the async form
@@ -189,5 +194,12 @@ class CommandDecorator:
                 return fallback(payload, error)
 
             namespace["fallback"] = fallback_method
+        cache_key = self._cache_key
+        if cache_key is not None:
+
+            def cache_key_method(self: Command, payload: Any) -> Hashable | None:
+                return cache_key(payload)
+
+            namespace["cache_key"] = cache_key_method
         name = getattr(function, "__name__", "function")
         return type(f"{name}_command", (Command,), namespace)

@@ -100,6 +100,7 @@ class Gate:
         "_lock",
         "fleet_view",
         "hedge_budget",
+        "injected",
         "limiter",
         "pool",
         "retry_tokens",
@@ -133,6 +134,8 @@ class Gate:
         self._lock = pool.lock
         #: The fleet's view of the key, as the fleet last read it (None: no fleet).
         self.fleet_view: FleetView | None = None
+        #: What the key's active fault injection does (``registry.inject``), or None.
+        self.injected: str | None = None
         #: The key's retry budget (``CommandConfig(retry=RetryPolicy(budget=...))``), or None.
         self.retry_tokens = _tokens(config, clock)
         #: The key's hedge budget (``CommandConfig(hedge=HedgePolicy(...))``), or None.
@@ -608,6 +611,7 @@ class Gate:
                 pool=pool,
                 config=config,
                 limit=self._bulkhead.max_concurrent,
+                injection=self.injected,
             )
 
     def health(self, key: str, status: str) -> Health:
@@ -626,6 +630,7 @@ class Gate:
                 status=status,
                 fleet=self.fleet_view,
                 limit=self._bulkhead.max_concurrent,
+                injection=self.injected,
             )
 
 

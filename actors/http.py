@@ -48,6 +48,10 @@ once.
 ``start_http_server``'s thread is supervised: an exception escaping its serve loop is logged
 (``http.restarted``) and the loop started again after a backoff; a request's own fault is
 logged (``http.request_failed``) and never reaches the loop.
+
+Also here, for the application's own app: ``RequestScopeMiddleware`` (defined in
+``actors.request_cache``) opens one request scope per request of an ASGI or WSGI app, for the
+request cache (docs/request-cache.md).
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ from supervision.checks import check_int, check_seconds, show
 
 from .http_server import SupervisedWsgiServer, serve
 from .log import logger
+from .request_cache import RequestScopeMiddleware
 from .stream import PING, MetricsSource, Renderer, Tick, sse_event
 from .ticks import Ticks, tick_of_keys
 
@@ -81,6 +86,7 @@ __all__ = [
     "MIN_DELAY_MS",
     "AsgiApp",
     "HttpServer",
+    "RequestScopeMiddleware",
     "WsgiApp",
     "asgi_app",
     "start_http_server",

@@ -39,6 +39,7 @@ from supervision.snapshot import CommandMetrics
 from .commands import Command
 from .event_loop import KeyLoop
 from .gate import Gate, Retry, Stuck
+from .injection import Injection
 from .log import Log, log_transitions, logger, ms
 from .messages import Refill, Reply, Retire
 from .pool import Pool, Running
@@ -121,6 +122,8 @@ class CommandPort:
         self.warned_in_loop = False
         #: The key's event loop for ``async def run`` (its thread starts on first need).
         self.loop = KeyLoop(f"hystrix-async-{key}")
+        #: The key's active fault injection (``registry.inject``), or None: read once per run.
+        self.injection: Injection | None = None
 
     # -- the pool's lifecycle, as the key sees it ----------------------------------------------
 

@@ -23,6 +23,8 @@ Every metric has the label ``command`` (the key) and one prefix (``hystrix`` by 
 * ``hystrix_pool_workers``, ``hystrix_pool_active_workers``, ``hystrix_pool_max_workers``:
   gauges; ``hystrix_pool_completed_total``: counter.
 * ``hystrix_command_info{group,thread_pool}``: 1, to join the group onto other metrics.
+* ``hystrix_fault_injected``: 1 while a fault injection (``registry.inject``) faults the key's
+  runs, else 0.
 
 With a fleet (``CommandRegistry(fleet=RedisFleet(...))``), the fleet's circuits as this node last
 read them from Redis (its last flush: nothing is read at scrape time), labelled ``node`` (this
@@ -176,6 +178,11 @@ class _Families:
             "1 per key, with its group and thread pool.",
             labels=["command", "group", "thread_pool"],
         )
+        self.fault_injected = GaugeMetricFamily(
+            f"{p}_fault_injected",
+            "1 while a fault injection (registry.inject) faults the key's runs, else 0.",
+            labels=["command"],
+        )
 
     def all(self) -> list[Metric]:
         families = [value for value in vars(self).values() if isinstance(value, Metric)]
@@ -203,6 +210,7 @@ class _Families:
         self.max_workers.add_metric([key], m.pool.max_pool_size)
         self.completed.add_metric([key], m.pool.completed)
         self.info.add_metric([key, m.group, m.pool.name], 1)
+        self.fault_injected.add_metric([key], 0 if m.injection is None else 1)
 
     def _latency(self, key: str, kind: str, latency: Latency) -> None:
         for percentile in PERCENTILES:

@@ -15,7 +15,7 @@ import functools
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from types import MethodType, TracebackType
 from typing import (
     Any,
@@ -43,6 +43,7 @@ from supervision import (
 )
 from supervision.checks import MAX_SECONDS, as_float, check_number, show
 from supervision.config import check_pool_name
+from supervision.injection import UNSET, FaultPlan, InjectionDisabledError
 from supervision.snapshot import CommandMetrics
 
 from .caller import call_here, call_here_async
@@ -50,6 +51,7 @@ from .commands import Command, FunctionCall, FunctionCommand, check_command_clas
 from .decorator import CommandDecorator
 from .event_loop import wake
 from .fleet_host import Fleet, FleetHost
+from .injection import ENV_VAR, Injection, Injections, allowed_by_environment
 from .log import logger
 from .messages import Reply, ShutdownReport
 from .port import CommandPort, TransitionListener
@@ -65,6 +67,7 @@ from .registry_actor import (
     Route,
     largest_timeout,
 )
+from .request_cache import SCOPE, RequestScope, ask_here_async, ask_in_scope
 from .signatures import Ask, AskAsync, AskReply, AskReplyAsync, Key, Method
 from .stream import use_default_source
 from .ticket import Ticket
@@ -155,21 +158,44 @@ def _class_key(command_class: type[Command]) -> str:
     return key
 
 
+def _dispatch(
+    port: CommandPort,
+    payload: Any,
+    limit: float | None,
+    block: bool,
+    on_answer: Callable[[Reply], object] | None,
+) -> Ticket | Reply:
+    """Make an admitted ask's call: on this thread under semaphore isolation, else on the
+    key's workers (as ``_submit`` does inline; a request scope's first ask calls this)."""
+    if port.config.isolation is _SEMAPHORE:
+        reply = call_here(port, payload, limit)  # on this thread, now
+        if on_answer is not None:
+            on_answer(reply)
+        return reply
+    return port.submit(payload, limit, block, on_answer)
+
+
 def _unwrap(reply: Reply) -> Any:
     return reply.unwrap()
 
 
-def _reply(outcome: Ticket | Reply) -> Reply:
+def _reply(outcome: Ticket | Reply | pykka.Future[Reply]) -> Reply:
     """Wait for the answer of a submitted call (one answered at once is already a Reply)."""
-    return outcome if isinstance(outcome, Reply) else outcome.port.wait(outcome)
+    if isinstance(outcome, Reply):
+        return outcome
+    if isinstance(outcome, Ticket):
+        return outcome.port.wait(outcome)
+    return outcome.get()  # pragma: no cover - a blocking ask is never given a future
 
 
-def _future(outcome: Ticket | Reply) -> pykka.Future[Reply]:
+def _future(outcome: Ticket | Reply | pykka.Future[Reply]) -> pykka.Future[Reply]:
     """A future of the answer of a submitted call."""
     if isinstance(outcome, Reply):
         future: pykka.ThreadingFuture[Reply] = pykka.ThreadingFuture()
         future.set(outcome)
         return future
+    if isinstance(outcome, pykka.Future):  # answered from a request scope's cache
+        return outcome
     assert outcome.future is not None, "a non-blocking call's ticket carries a future"
     return outcome.future
 
@@ -186,16 +212,26 @@ class CommandRegistry:
         clock: Clock = monotonic,
         tracer: Tracer | Literal["auto"] | None = "auto",
         fleet: Fleet | None = None,
+        allow_injection: bool | None = None,
     ) -> None:
         """``clock`` times circuit breakers and rolling windows (inject a ``FakeClock`` in
         tests); call deadlines always use ``time.monotonic``. ``tracer`` makes a span per ask:
         "auto" is OpenTelemetry's when the ``otel`` extra is installed (spans are recorded once
         the application configures an SDK), None turns tracing off. ``fleet`` shares each
         key's circuit with the service's other replicas (``actors.fleet.RedisFleet``, with the
-        ``redis`` extra); keys opt out with ``CommandConfig(fleet=FleetPolicy(mode="off"))``."""
+        ``redis`` extra); keys opt out with ``CommandConfig(fleet=FleetPolicy(mode="off"))``.
+        ``allow_injection`` allows ``inject`` (fault injection); None (the default): only if
+        the environment variable ``HYSTRIX_ALLOW_INJECTION=1`` is set when it is made."""
         if fleet is not None and not callable(getattr(fleet, "attach", None)):
             msg = f"fleet must be a fleet such as actors.fleet.RedisFleet, got {show(fleet)}"
             raise TypeError(msg)
+        if allow_injection is not None and not isinstance(allow_injection, bool):
+            msg = f"allow_injection must be True, False or None, got {show(allow_injection)}"
+            raise TypeError(msg)
+        self._allow_injection = (
+            allowed_by_environment() if allow_injection is None else allow_injection
+        )
+        self._injections = Injections()
         self._clock = clock
         self._tracer = default_tracer() if tracer == "auto" else tracer
         self._fleet = fleet
@@ -301,15 +337,17 @@ class CommandRegistry:
         config: CommandConfig | None = None,
         fallback: Callable[[Any, BaseException], Any] | None = None,
         group: str | None = None,
+        cache_key: Callable[[Any], Hashable | None] | None = None,
     ) -> CommandDecorator:
         """A decorator that turns a function ``f(payload)`` into a command registered here
         under ``key``: calling the decorated function asks through this registry and returns
         the value (or the fallback's, or raises as ``ask`` does); an ``async def`` function
         gives an awaitable that asks with ``ask_async``. ``fallback(payload, error)`` is the
         degraded answer, as ``Command.fallback``; ``config`` and ``group`` as on a
-        ``Command``. ``actors.command`` is this method on the default registry."""
+        ``Command``; ``cache_key(payload)`` as ``Command.cache_key`` (the request cache).
+        ``actors.command`` is this method on the default registry."""
         _check_key(key)
-        return CommandDecorator(self, key, config, fallback, group)
+        return CommandDecorator(self, key, config, fallback, group, cache_key=cache_key)
 
     @_DefaultBound
     def configure(self, key: str, config: CommandConfig) -> None:
@@ -341,6 +379,16 @@ class CommandRegistry:
             msg = f"subscribe() takes a callable, got {show(listener)}"
             raise TypeError(msg)
         self._listeners.append(listener)
+
+    @staticmethod
+    def request_scope() -> RequestScope:
+        """A request scope for the request cache (docs/request-cache.md): ``with
+        registry.request_scope():`` (or ``async with``); inside it an ask of a command whose
+        ``cache_key(payload)`` is not None runs once per cache key, and the asks after it
+        with an equal cache key get its reply, with RESPONSE_FROM_CACHE first in its events.
+        A scope covers the asks of every registry made in its context; opened inside another
+        one it joins it. ``actors.http.RequestScopeMiddleware`` opens one per HTTP request."""
+        return RequestScope()
 
     # -- asking ----------------------------------------------------------------------------
 
@@ -399,7 +447,7 @@ class CommandRegistry:
         deadline: float | None = None,
         *,
         on_answer: Callable[[Reply], object] | None = None,
-    ) -> Ticket | Reply:
+    ) -> Ticket | Reply | pykka.Future[Reply]:
         if timeout is not None:
             _check_timeout(timeout)
         if deadline is None:
@@ -415,6 +463,14 @@ class CommandRegistry:
             if left <= 0:
                 return port.out_of_time(payload)
             limit = left if timeout is None else min(timeout, left)
+        cache = SCOPE.get()
+        if cache is not None:  # in a request scope (docs/request-cache.md)
+            cached = ask_in_scope(
+                cache, port, payload, limit, block, on_answer=on_answer, dispatch=_dispatch
+            )
+            if cached is not None:
+                return cached
+        # _dispatch, inlined: the hot path pays no extra call
         if port.config.isolation is _SEMAPHORE:
             reply = call_here(port, payload, limit)  # on this thread, now
             if on_answer is not None:
@@ -512,6 +568,9 @@ class CommandRegistry:
                 if left <= 0:
                     return here.out_of_time(payload)
                 limit = left if timeout is None else min(timeout, left)
+            cache = SCOPE.get()
+            if cache is not None:  # in a request scope (docs/request-cache.md)
+                return await ask_here_async(cache, here, payload, limit, call_here_async)
             return await call_here_async(here, payload, limit)
         waiter: asyncio.Future[Reply] = loop.create_future()
         outcome = self._submit(
@@ -663,6 +722,47 @@ class CommandRegistry:
         ports: list[CommandPort] = self._actor.ask(Ports(), block=True)
         return next((port for port in ports if port.key == key), None)
 
+    # -- fault injection ---------------------------------------------------------------------
+
+    @property
+    def injection_allowed(self) -> bool:
+        """Whether ``inject`` may be used on this registry (``allow_injection``, or the
+        environment variable ``HYSTRIX_ALLOW_INJECTION=1`` when it was made)."""
+        return self._allow_injection
+
+    @_DefaultBound
+    def inject(
+        self,
+        key: str,
+        *,
+        latency: float | None = None,
+        error: Exception | type[Exception] | None = None,
+        outcome: Any = UNSET,
+        rate: float = 1.0,
+        duration: float = 30.0,
+        seed: int | None = None,
+    ) -> Injection:
+        """Fault the key's runs for ``duration`` seconds, as if its dependency did it: wait
+        ``latency`` seconds first, raise ``error`` (an instance, or a class made with no
+        arguments) or return ``outcome`` instead of running; a share ``rate`` of the runs,
+        drawn from ``random.Random(seed)``. Returns the ``Injection`` (``stop()``, or use it as
+        a context manager); a later inject on the key replaces it. Refused
+        (``InjectionDisabledError``) unless the registry allows it. See docs/fault-injection.md."""
+        if not self._allow_injection:
+            msg = (
+                f"fault injection is disabled on this registry (refused for {key!r}): make it"
+                f" with CommandRegistry(allow_injection=True), or set the environment variable"
+                f" {ENV_VAR}=1 before it is made"
+            )
+            raise InjectionDisabledError(msg, key=key if isinstance(key, str) else None)
+        plan = FaultPlan(
+            latency=latency, error=error, outcome=outcome, rate=rate, duration=duration, seed=seed
+        )
+        _check_key(key)
+        with self._lock:
+            port = self._port(key)
+            return self._injections.start(port, plan, port.clock, self._watchdog)
+
     # -- stopping ------------------------------------------------------------------------------
 
     def _ensure_open(self) -> None:
@@ -676,6 +776,7 @@ class CommandRegistry:
         ``hystrix.Flush``). A registry that was shut down, or whose registry actor was
         stopped from outside (say by ``pykka.ActorRegistry.stop_all()``), is started afresh."""
         with self._lock:
+            self._injections.end_all("reset")
             if self._closed is not None:
                 self._start()
                 return
@@ -711,6 +812,7 @@ class CommandRegistry:
                 return self._report
             closed = CommandError("the registry is shut down", reason="shutdown")
             self._closed = closed
+            self._injections.end_all("shutdown")
             try:
                 ports: list[CommandPort] = self._actor.ask(Ports(), block=True)
             except pykka.ActorDeadError:

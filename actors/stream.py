@@ -12,8 +12,10 @@ Turbine can add hosts up (``reportingHosts`` is 1 per process). The fleet-wide s
 Beyond Hystrix's fields, a command message carries ``circuitState`` ("closed", "open",
 "half_open": Hystrix's ``isCircuitBreakerOpen`` cannot say half-open), ``status`` ("up",
 "restarting", "down"), ``zombieCount``, ``concurrencyLimit`` (the key's limit now: adaptive
-with ``CommandConfig(limit=...)``) and the counts of retries and hedged runs
-(``rollingCountRetry``, ``rollingCountRetryBudgetExhausted``, ``rollingCountHedge``).
+with ``CommandConfig(limit=...)``), the counts of retries and hedged runs
+(``rollingCountRetry``, ``rollingCountRetryBudgetExhausted``, ``rollingCountHedge``), and
+``faultInjected`` (true while ``registry.inject`` faults the key's runs) with
+``faultInjection`` (what it injects, or null).
 
 A ``Renderer`` makes the ticks a server sends: it keeps each key's rendered messages and renders
 a key again only when its metrics changed since the previous tick (an idle key's messages are
@@ -220,6 +222,9 @@ def command_message(m: CommandMetrics) -> dict[str, Any]:
             "zombieCount": m.zombies,
             # the key's concurrency limit now (its adaptive limit's, or max_concurrent_requests)
             "concurrencyLimit": m.limit,
+            # an active fault injection (registry.inject), and what it injects
+            "faultInjected": m.injection is not None,
+            "faultInjection": m.injection,
         }
     )
     return message
@@ -290,6 +295,7 @@ def _command_inputs(m: CommandMetrics) -> tuple[Any, ...]:
         m.rolling_max_in_flight,
         m.zombies,
         m.limit,
+        m.injection,
         m.latency_execute,
         m.latency_total,
         m.pool.name,

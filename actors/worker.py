@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import inspect
 import logging
 import threading
@@ -212,7 +213,12 @@ class WorkerActor(SupervisedActor):
             self.busy = True
             began = port.clock()
             try:
-                value = self._run(command, ticket)
+                injection = port.injection  # fault injection: None unless registry.inject
+                if injection is None:
+                    value = self._run(command, ticket)
+                else:
+                    run = functools.partial(self._run, command, ticket)
+                    value = injection.run(run, ticket.deadline, port.clock)
             finally:
                 ran = port.clock() - began
                 self.busy = self.awaiting = False

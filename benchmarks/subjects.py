@@ -22,6 +22,7 @@ __all__ = [
     "DEPENDENCY_SPANS",
     "FALLBACK",
     "BulkheadResult",
+    "CachedEchoCommand",
     "EchoActor",
     "EchoCommand",
     "ForcedOpenCommand",
@@ -72,6 +73,16 @@ class SemaphoreEchoCommand(EchoCommand):
 
     key = "bench.echo.semaphore"
     config = CommandConfig(isolation="semaphore")
+
+
+class CachedEchoCommand(EchoCommand):
+    """The success path with a cache key (the payload): asked again in a request scope, a cache
+    hit."""
+
+    key = "bench.echo.cached"
+
+    def cache_key(self, payload: Any) -> Any:
+        return payload
 
 
 class ForcedOpenCommand(Command):

@@ -64,7 +64,9 @@ from .report import (
     BARE_ASK,
     BARE_FUNCTION,
     HAND_ROLLED,
+    OURS_CACHE_HIT,
     OURS_CONTEXT,
+    OURS_INJECTION_READY,
     OURS_METRICS,
     OURS_REJECTED,
     OURS_SEMAPHORE,
@@ -83,6 +85,7 @@ from .subjects import (
     DEPENDENCY_SPANS,
     FALLBACK,
     BulkheadResult,
+    CachedEchoCommand,
     EchoActor,
     EchoCommand,
     ForcedOpenCommand,
@@ -175,6 +178,10 @@ def _fallback_expected(_: int) -> str:
     return FALLBACK
 
 
+def _zero(_: int) -> int:
+    return 0
+
+
 @contextlib.contextmanager
 def _quiet_structlog(drop_command: str) -> Iterator[None]:
     """Debug events are no-ops; warnings are rendered, but to /dev/null, not the table; the
@@ -229,13 +236,24 @@ class _Measured:
 def _measure(plan: Plan) -> _Measured:
     echo = EchoActor.start()
     registry = CommandRegistry()
+    injecting = CommandRegistry(allow_injection=True)  # allowed, never used
     hand_rolled_echo = HandRolled(_identity)
     hand_rolled = HandRolled(call_dependency)
     pool_alone = HandRolled(call_dependency, breaker=False)
     parked, release = threading.Event(), threading.Event()
     try:
         registry.register(EchoCommand)
+        injecting.register(EchoCommand)
         registry.register(SemaphoreEchoCommand)
+        registry.register(CachedEchoCommand)
+        # a request scope's context, its cache holding payload 0: asking 0 in it is a hit
+        request = contextvars.copy_context()
+        request.run(registry.request_scope().__enter__)
+        request.run(registry.ask, CachedEchoCommand.key, 0)
+
+        def cache_hit(i: int) -> object:
+            return request.run(registry.ask, CachedEchoCommand.key, 0)
+
         registry.register(ForcedOpenCommand)
         registry.register(ParkedCommand, parked, release)
         registry.register(SlowDependencyCommand)
@@ -269,6 +287,12 @@ def _measure(plan: Plan) -> _Measured:
 
             return call
 
+        def asking_injecting(key: str) -> Callable[[int], object]:
+            def call(i: int) -> object:
+                return injecting.ask(key, i)
+
+            return call
+
         three_stages = Pipeline(*[Stage(EchoCommand.key)] * 3, registry=registry)
 
         def pipeline_run(i: int) -> object:
@@ -288,7 +312,9 @@ def _measure(plan: Plan) -> _Measured:
             Case(BARE_ASK, ask_echo, _identity),
             Case(HAND_ROLLED, hand_rolled_echo, _identity),
             Case(OURS_SUCCESS, asking(EchoCommand.key), _identity),
+            Case(OURS_INJECTION_READY, asking_injecting(EchoCommand.key), _identity),
             Case(OURS_SEMAPHORE, asking(SemaphoreEchoCommand.key), _identity),
+            Case(OURS_CACHE_HIT, cache_hit, _zero),
             Case(PYBREAKER_CALL, pybreaker_call, _identity),
             Case(OURS_SHORT_CIRCUIT, asking(ForcedOpenCommand.key), _fallback_expected),
             Case(OURS_REJECTED, asking(ParkedCommand.key), _fallback_expected),
@@ -354,6 +380,7 @@ def _measure(plan: Plan) -> _Measured:
     finally:
         release.set()
         registry.shutdown(timeout=5.0)
+        injecting.shutdown(timeout=5.0)
         for pool in (hand_rolled_echo, hand_rolled, pool_alone):
             pool.close()
         echo.stop()

@@ -28,6 +28,7 @@ from .events import ERROR_EVENTS, FALLBACK_TRIGGERS, HEALTH_EVENTS, EventType
 from .fleet import FleetPolicy, FleetState, FleetView
 from .health import Health
 from .hedge import HedgePolicy
+from .injection import FaultPlan, InjectionDisabledError, Injector
 from .limit import AdaptiveLimit, LimitAlgorithm, Limiter
 from .policy import RestartStrategy, SupervisionPolicy
 from .restart import DECISIONS, Child, Decision, Directive, Restarts, backoff_delay, decide
@@ -62,6 +63,7 @@ __all__ = [
     "EventType",
     "FakeClock",
     "FallbackFailedError",
+    "FaultPlan",
     "FleetPolicy",
     "FleetState",
     "FleetView",
@@ -69,6 +71,8 @@ __all__ = [
     "HedgePolicy",
     "Isolation",
     "IllegalTransitionError",
+    "InjectionDisabledError",
+    "Injector",
     "LimitAlgorithm",
     "Limiter",
     "MaxConcurrencyError",

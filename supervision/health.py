@@ -38,3 +38,6 @@ class Health:
     #: The key's concurrency limit now: ``max_concurrent_requests``, or where its adaptive
     #: ``limit`` (``CommandConfig(limit=AdaptiveLimit(...))``) has moved it.
     limit: int = 0
+    #: The key's active fault injection (``registry.inject``), described ("error=ConnectionError,
+    #: rate=1, duration=30s"), or None.
+    injection: str | None = None

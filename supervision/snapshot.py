@@ -157,3 +157,5 @@ class CommandMetrics:
     #: The key's concurrency limit now: ``max_concurrent_requests``, or where its adaptive
     #: ``limit`` (``AdaptiveLimit``) has moved it.
     limit: int
+    #: The key's active fault injection (``registry.inject``), described, or None.
+    injection: str | None

@@ -26,6 +26,8 @@ How nodes add up (Turbine's rules, Hystrix's meanings):
 * ``isCircuitBreakerOpen`` and ``circuitState`` are the fleet circuit's (its state in Redis:
   closed when it has none), ``status`` the worst of the nodes' ("down" > "restarting" > "up"),
   and ``openHosts`` (an extension) counts the nodes whose own circuit is open;
+* ``faultInjected`` is true when a node has a fault injection on the key (``registry.inject``),
+  and ``faultInjection`` the first such node's description (else null);
 * ``group``, ``threadPool`` and every ``propertyValue_*`` come from one node (the first by
   name); ``currentTime`` is Redis's time of the read.
 
@@ -107,6 +109,8 @@ _COMMAND_FIELDS = frozenset(
         "threadPool",
         "circuitState",
         "status",
+        "faultInjected",
+        "faultInjection",
         *COMMAND_SUMS,
         *LATENCIES,
     }
@@ -197,6 +201,10 @@ def _command(raw: object, key: str) -> dict[str, Any]:
         raise GarbageError(f"circuitState is {show(message.get('circuitState'), 40)}")
     if message.get("status") not in STATUSES:
         raise GarbageError(f"status is {show(message.get('status'), 40)}")
+    if not isinstance(message.get("faultInjected", False), bool):
+        raise GarbageError("faultInjected is not a boolean")
+    if message.get("faultInjection") is not None:
+        _text(message, "faultInjection")
     _properties(message)
     return message
 
@@ -260,6 +268,10 @@ def sum_command(
         circuitState=state.state.value,
         status=max((c["status"] for c in commands), key=STATUSES.index),
         openHosts=sum(c["circuitState"] == CircuitState.OPEN.value for c in commands),
+        faultInjected=any(c.get("faultInjected") is True for c in commands),
+        faultInjection=next(
+            (c.get("faultInjection") for c in commands if c.get("faultInjected") is True), None
+        ),
     )
     return message
 

@@ -84,6 +84,7 @@ def sample(key: str = "a", **changes: Any) -> CommandMetrics:
         pool=dataclasses.replace(POOL, name=f"pool-of-{key}"),
         config=CONFIG,
         limit=12,
+        injection=None,
     )
     return dataclasses.replace(metrics, **changes)
 

@@ -62,6 +62,7 @@ def test_every_family_has_the_type_its_name_promises() -> None:
         "hystrix_pool_max_workers": "gauge",
         "hystrix_pool_completed": "counter",
         "hystrix_command_info": "gauge",
+        "hystrix_fault_injected": "gauge",
         "hystrix_run_duration_seconds": "histogram",
         "hystrix_ask_duration_seconds": "histogram",
     }

@@ -109,6 +109,8 @@ EXTENSIONS = (
     "rollingCountRetryBudgetExhausted",
     "rollingCountHedge",
     "concurrencyLimit",
+    "faultInjected",
+    "faultInjection",
 )
 
 BOOLEANS = {
@@ -119,6 +121,7 @@ BOOLEANS = {
     "propertyValue_executionIsolationThreadInterruptOnTimeout",
     "propertyValue_requestCacheEnabled",
     "propertyValue_requestLogEnabled",
+    "faultInjected",
 }
 STRINGS = {
     "type",
@@ -130,7 +133,7 @@ STRINGS = {
     "status",
 }
 LATENCIES = {"latencyExecute", "latencyTotal"}
-NULLS = {"propertyValue_executionIsolationThreadPoolKeyOverride"}
+NULLS = {"propertyValue_executionIsolationThreadPoolKeyOverride", "faultInjection"}  # none injected
 
 
 def kind(value: Any) -> str:
@@ -420,6 +423,8 @@ def test_a_key_that_did_not_change_gets_only_its_time_written_anew() -> None:
 
 def changed(value: Any) -> Any:
     """Another value of the same kind."""
+    if value is None:  # an optional description (CommandMetrics.injection)
+        return "latency=1s, rate=1, duration=30s"
     if isinstance(value, bool):
         return not value
     if isinstance(value, int | float):

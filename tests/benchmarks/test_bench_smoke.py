@@ -23,6 +23,8 @@ ROWS = (
     "| bare pykka ask",
     "| hand-rolled: ThreadPoolExecutor(10) + pybreaker",
     "| ours: `registry.ask`, success |",
+    "| ours: `registry.ask`, success, `allow_injection=True`, no injection active |",
+    "| ours: `registry.ask`, a cache hit in a request scope",
     "| ours: `registry.ask`, short-circuit",
     "| ours: `registry.ask`, rejected",
     "| ours: `registry.ask`, max_concurrent_requests=10 |",

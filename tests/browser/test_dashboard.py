@@ -318,3 +318,32 @@ def test_a_command_tile_shows_the_keys_concurrency_limit_and_its_retries(
     expect(shown(dashboard, "limit")).to_have_text("3", timeout=WITHIN_MS)
     expect(shown(dashboard, "rate-retry")).to_have_text("0")
     expect(shown(dashboard, "rate-hedge")).to_have_text("0")
+
+
+def test_a_command_tile_shows_a_fault_injected_badge_while_an_injection_is_on(
+    page: Page, page_log: Any, clock: FakeClock, dependency: Dependency
+) -> None:
+    with CommandRegistry(clock=clock, allow_injection=True) as registry:
+        registry.register(GetAllIssues, dependency)
+        server, thread = start_http_server(0, registry=registry, interval=0.5)
+        try:
+            page.goto(f"http://127.0.0.1:{server.server_port}/")
+            assert ask(registry) == ["issues"]
+            badge = shown(page, "fault-injected")
+            expect(tile(page)).to_have_attribute("data-fault-injected", "false", timeout=WITHIN_MS)
+            expect(badge).to_be_hidden()
+
+            injection = registry.inject(KEY, error=ConnectionError, rate=0.5, seed=1)
+            expect(badge).to_be_visible(timeout=WITHIN_MS)
+            expect(badge).to_have_text("fault injected")
+            expect(badge).to_have_attribute("title", injection.plan.describe())
+            expect(tile(page)).to_have_attribute("data-fault-injected", "true")
+
+            injection.stop()
+            expect(badge).to_be_hidden(timeout=WITHIN_MS)
+            expect(tile(page)).to_have_attribute("data-fault-injected", "false")
+        finally:
+            server.shutdown()
+            thread.join(timeout=5.0)
+    assert page_log.remote() == []
+    assert page_log.errors == []

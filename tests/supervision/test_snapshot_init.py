@@ -52,6 +52,7 @@ def metrics(**changes: Any) -> CommandMetrics:
         "pool": PoolMetrics(**POOL),
         "config": CommandConfig(),
         "limit": 10,
+        "injection": None,
     }
     return CommandMetrics(**{**fields, **changes})
 
