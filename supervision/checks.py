@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["MAX_SECONDS", "as_float", "check_int", "check_number", "check_seconds", "show"]
+__all__ = [
+    "MAX_SECONDS",
+    "as_float",
+    "check_int",
+    "check_number",
+    "check_seconds",
+    "exception_classes",
+    "show",
+]
 
 #: The longest duration a configuration accepts: one day. Longer ones are mistakes (a timeout
 #: in milliseconds given as seconds) and would overflow the waits of the threads that keep time.
@@ -71,3 +79,14 @@ def check_int(name: str, value: object, low: int, high: int | None = None) -> No
     ):
         msg = f"{name} must be an integer {allowed}, got {show(value)}"
         raise ValueError(msg)
+
+
+def exception_classes(name: str, value: object) -> tuple[type[BaseException], ...]:
+    """A tuple of exception classes, from a tuple, list, set or a single class."""
+    items: object = (value,) if isinstance(value, type) else value
+    if isinstance(items, tuple | list | set | frozenset):
+        classes = tuple(items)
+        if all(isinstance(c, type) and issubclass(c, BaseException) for c in classes):
+            return classes
+    msg = f"{name} must be a tuple of exception classes, got {show(value)}"
+    raise ValueError(msg)

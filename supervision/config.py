@@ -6,7 +6,7 @@ import dataclasses
 import enum
 from typing import Any
 
-from .checks import check_int, show
+from .checks import check_int, exception_classes, show
 from .checks import check_seconds as _check_seconds
 from .fleet_policy import FleetPolicy
 from .hedge import HedgePolicy
@@ -28,17 +28,6 @@ class Isolation(enum.StrEnum):
     #: On the caller's own thread (or, for ``async def run`` awaited with ``ask_async``, in the
     #: caller's task); the bulkhead is a counter.
     SEMAPHORE = "semaphore"
-
-
-def _exception_classes(name: str, value: object) -> tuple[type[BaseException], ...]:
-    """A tuple of exception classes, from a tuple, list, set or a single class."""
-    items: object = (value,) if isinstance(value, type) else value
-    if isinstance(items, tuple | list | set | frozenset):
-        classes = tuple(items)
-        if all(isinstance(c, type) and issubclass(c, BaseException) for c in classes):
-            return classes
-    msg = f"{name} must be a tuple of exception classes, got {show(value)}"
-    raise ValueError(msg)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,7 +113,7 @@ class CommandConfig:
         if not isinstance(self.supervision, SupervisionPolicy):
             msg = f"supervision must be a SupervisionPolicy, got {show(self.supervision)}"
             raise ValueError(msg)
-        object.__setattr__(self, "ignore", _exception_classes("ignore", self.ignore))
+        object.__setattr__(self, "ignore", exception_classes("ignore", self.ignore))
         if not isinstance(self.fleet, FleetPolicy):
             msg = f"fleet must be a FleetPolicy, got {show(self.fleet)}"
             raise ValueError(msg)

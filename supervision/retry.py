@@ -25,7 +25,7 @@ import dataclasses
 import math
 from fractions import Fraction
 
-from .checks import check_int, check_number, show
+from .checks import check_int, check_number, exception_classes, show
 from .checks import check_seconds as _check_seconds
 from .clock import Clock
 from .errors import CommandError
@@ -67,17 +67,6 @@ class RetryBudget:
         return float(_decimal(self.min_per_second) * _decimal(self.window))
 
 
-def _exception_classes(name: str, value: object) -> tuple[type[BaseException], ...]:
-    """A tuple of exception classes, from a tuple, list, set or a single class."""
-    items: object = (value,) if isinstance(value, type) else value
-    if isinstance(items, tuple | list | set | frozenset):
-        classes = tuple(items)
-        if all(isinstance(c, type) and issubclass(c, BaseException) for c in classes):
-            return classes
-    msg = f"{name} must be a tuple of exception classes, got {show(value)}"
-    raise ValueError(msg)
-
-
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
     """How a call's failed runs are retried: how many runs in all, the jittered backoff between
@@ -117,7 +106,7 @@ class RetryPolicy:
             raise ValueError(msg)
         check_number("multiplier", self.multiplier, low=1, allow_low=True, high=100)
         check_number("jitter", self.jitter, allow_low=True, high=1)
-        object.__setattr__(self, "retry_on", _exception_classes("retry_on", self.retry_on))
+        object.__setattr__(self, "retry_on", exception_classes("retry_on", self.retry_on))
         if self.budget is not None and not isinstance(self.budget, RetryBudget):
             msg = f"budget must be a RetryBudget or None, got {show(self.budget)}"
             raise ValueError(msg)
