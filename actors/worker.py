@@ -33,7 +33,7 @@ from .log import Log, logger
 from .messages import Crash, Reply, Retire, Retired, WorkerExited
 from .pool import RETIRE, Pool
 from .port import CommandPort, port_of
-from .ticket import Ticket, runs_of
+from .ticket import Hedge, Ticket
 
 __all__ = ["WorkerActor"]
 
@@ -251,7 +251,7 @@ class WorkerActor(SupervisedActor):
         after = _After.NEXT if error is None or isinstance(error, Exception) else _After.DIE
         if after is _After.DIE:
             self._error = error
-        hedged = len(runs_of(ticket)) > 1
+        hedged = bool(ticket.hedges) or isinstance(ticket, Hedge)  # a call with extra runs
         if hedged and event is _FAILURE and port.gate.defer(ticket, ran):
             return after  # another run of the call is still going: it answers
         if ticket.claim():
