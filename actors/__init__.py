@@ -39,6 +39,7 @@ from supervision import (  # noqa: E402
     UnknownCommandError,
 )
 
+from .collapser import Collapser, CollapserMetrics  # noqa: E402
 from .commands import Command  # noqa: E402
 from .decorator import AsyncCommandFunction, CommandFunction  # noqa: E402
 from .injection import Injection  # noqa: E402
@@ -65,6 +66,8 @@ __all__ = [
     "BadRequest",
     "CircuitOpenError",
     "CircuitState",
+    "Collapser",
+    "CollapserMetrics",
     "Command",
     "CommandConfig",
     "CommandError",

@@ -47,6 +47,7 @@ from supervision.injection import UNSET, FaultPlan, InjectionDisabledError
 from supervision.snapshot import CommandMetrics
 
 from .caller import call_here, call_here_async
+from .collapser import Batcher, Collapser, CollapserMetrics, check_collapser_class
 from .commands import Command, FunctionCall, FunctionCommand, check_command_class
 from .decorator import CommandDecorator
 from .event_loop import wake
@@ -78,6 +79,8 @@ __all__ = ["CommandRegistry"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+#: What ``register`` takes (and returns): a command class or a collapser class.
+Registrable = TypeVar("Registrable", type[Command], type[Collapser])
 
 _MAX_KEY_LENGTH = 256
 _SEMAPHORE = Isolation.SEMAPHORE
@@ -245,6 +248,7 @@ class CommandRegistry:
             self._clock, self._watchdog, self._listeners, self._tracer
         )
         self._routes: dict[str, CommandPort] = {}
+        self._collapsers: dict[str, Batcher] = {}  # docs/collapsing.md
         self._closed: CommandError | None = None
         self._report: ShutdownReport | None = None
         if self._fleet is not None:
@@ -303,8 +307,13 @@ class CommandRegistry:
     # -- registration and configuration --------------------------------------------------------
 
     @_DefaultBound
-    def register(self, command_class: type[Command], *args: Any, **kwargs: Any) -> type[Command]:
-        """Register a ``Command`` subclass under its ``key``; args go to each instance."""
+    def register(self, command_class: Registrable, *args: Any, **kwargs: Any) -> Registrable:
+        """Register a ``Command`` subclass under its ``key``; args go to each instance.
+        A ``Collapser`` subclass is registered the same way (args go to its one instance;
+        see docs/collapsing.md)."""
+        if isinstance(command_class, type) and issubclass(command_class, Collapser):
+            self._register_collapser(command_class, args, kwargs)
+            return command_class
         if not (isinstance(command_class, type) and issubclass(command_class, Command)):
             if isinstance(command_class, type):
                 got = f"the class {command_class.__module__}.{command_class.__qualname__}"
@@ -326,8 +335,63 @@ class CommandRegistry:
             raise TypeError(msg)
         check_command_class(command_class, args, kwargs)
         self._ensure_open()
+        if key in self._collapsers:
+            msg = f"{key!r} is a collapser's key: a command cannot be registered under it"
+            raise ValueError(msg)
         self._actor.ask(Register(command_class, args, kwargs))
         return command_class
+
+    def _register_collapser(
+        self, cls: type[Collapser], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        try:
+            key = _check_key(getattr(cls, "key", None))
+        except (TypeError, ValueError) as exc:
+            msg = f"{cls.__qualname__}.key is invalid: {exc}"
+            raise type(exc)(msg) from None
+        check_collapser_class(cls)
+        if cls.batch_command == key:
+            msg = f"{cls.__qualname__}.batch_command must name another key than its own {key!r}"
+            raise ValueError(msg)
+        self._ensure_open()
+        batch_command = cls.batch_command
+        self._collapsers[key] = Batcher(
+            cls(*args, **kwargs),
+            submit=self._submit_batch,
+            call_at=self._watchdog.call_at,
+            default_timeout=lambda: self._port(batch_command).config.timeout,
+        )
+
+    def _submit_batch(
+        self, key: str, payloads: list[Any], timeout: float, on_answer: Callable[[Reply], object]
+    ) -> Ticket | Reply | pykka.Future[Reply]:
+        return self._submit(key, payloads, timeout, False, on_answer=on_answer)
+
+    def _collapse(
+        self,
+        batcher: Batcher,
+        payload: Any,
+        limit: float | None,
+        on_answer: Callable[[Reply], object] | None,
+    ) -> pykka.Future[Reply]:
+        """An ask of a collapser's key: queued in its current batch (docs/collapsing.md)."""
+        future: pykka.ThreadingFuture[Reply] = pykka.ThreadingFuture()
+        if on_answer is None:
+            batcher.ask(payload, limit, future.set)
+        else:
+            batcher.ask(payload, limit, on_answer)
+        return future
+
+    @_DefaultBound
+    def collapser_metrics(self, key: str) -> CollapserMetrics:
+        """A collapser's rolling metrics: requests collapsed, batches, batch sizes (mean and
+        percentiles) over the last 10 seconds. ``UnknownCommandError`` if ``key`` is not a
+        registered collapser's key."""
+        batcher = self._collapsers.get(key) if type(key) is str else None
+        if batcher is None:
+            msg = f"{key!r} is not a registered collapser"
+            raise UnknownCommandError(msg, key=key if isinstance(key, str) else None)
+        return batcher.metrics()
 
     @_DefaultBound
     def command(
@@ -454,12 +518,19 @@ class CommandRegistry:
             # the hot path: a key given as a string whose port is cached and open
             port = self._routes.get(key) if type(key) is str else None
             if port is None or port.closed is not None or self._closed is not None:
+                batcher = self._collapsers.get(key) if type(key) is str else None
+                if batcher is not None and self._closed is None:
+                    return self._collapse(batcher, payload, timeout, on_answer)
                 port = self._port_of(key)
             limit = timeout
         else:
             _check_deadline(deadline)
-            port = self._port_of(key)
             left = deadline - time.monotonic()
+            batcher = self._collapsers.get(key) if type(key) is str else None
+            if batcher is not None and self._closed is None:
+                limit = left if timeout is None else min(timeout, left)
+                return self._collapse(batcher, payload, max(limit, 0.0), on_answer)
+            port = self._port_of(key)
             if left <= 0:
                 return port.out_of_time(payload)
             limit = left if timeout is None else min(timeout, left)
@@ -554,6 +625,11 @@ class CommandRegistry:
         short-circuit is answered at once (its fallback runs here, on the loop). Cancelling
         the awaiting task abandons only the wait: the call keeps its course and is answered."""
         loop = asyncio.get_running_loop()
+        if type(key) is str and key in self._collapsers:  # docs/collapsing.md
+            batch_waiter: asyncio.Future[Reply] = loop.create_future()
+            wakes = functools.partial(wake, loop, batch_waiter)
+            self._submit(key, payload, timeout, False, deadline, on_answer=wakes)
+            return await batch_waiter
         if self._closed is None and not self._cached(key):
             # the key's first call: the registry actor builds its port, off the loop
             await loop.run_in_executor(None, self._port_of, key)
@@ -782,6 +858,9 @@ class CommandRegistry:
                 return
             routes = list(self._routes.values())
             self._routes.clear()
+            for batcher in self._collapsers.values():
+                batcher.close(CommandError("the registry was reset", reason="unavailable"))
+            self._collapsers.clear()
             reason = CommandError("the registry was reset", reason="unavailable")
             try:
                 ports: list[CommandPort] = self._actor.ask(Ports(), block=True)
@@ -812,6 +891,8 @@ class CommandRegistry:
                 return self._report
             closed = CommandError("the registry is shut down", reason="shutdown")
             self._closed = closed
+            for batcher in self._collapsers.values():
+                batcher.close(closed)
             self._injections.end_all("shutdown")
             try:
                 ports: list[CommandPort] = self._actor.ask(Ports(), block=True)
