@@ -12,20 +12,19 @@ is answered exactly once (a claim lock per request).
 
 from __future__ import annotations
 
-import collections
-import dataclasses
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, ClassVar, Protocol
 
 from supervision import CommandError, CommandTimeoutError, EventType
 from supervision.checks import check_number, show
+from supervision.collapsing import CollapserMetrics, CollapserStats
 
 from .log import logger
 from .messages import Reply
 
-__all__ = ["Batcher", "Collapser", "CollapserMetrics", "check_collapser_class"]
+__all__ = ["Batcher", "Collapser", "CollapserMetrics", "Shared", "check_collapser_class"]
 
 #: Called with the reply of a call answered later.
 OnAnswer = Callable[[Reply], object]
@@ -36,12 +35,17 @@ CallAt = Callable[[float, Callable[[], object]], None]
 #: The default seconds a caller waits when it gives no ``timeout=`` / ``deadline=``.
 DefaultTimeout = Callable[[], float]
 
+
+class Shared(Protocol):
+    """One cache key's answer in a request scope (``actors.request_cache``'s entry)."""
+
+    reply: Reply | None
+
+    def set(self, reply: Reply) -> None: ...
+    def then(self, callback: OnAnswer) -> None: ...
+
 #: Upper bound of ``Collapser.window`` (seconds).
 MAX_WINDOW = 10.0
-#: Seconds the rolling collapser metrics cover (Hystrix's default statistical window).
-METRICS_WINDOW = 10.0
-#: The batch-size percentiles reported (as the Hystrix dashboard reads them).
-PERCENTILES = ("25", "50", "75", "90", "95", "99", "99.5", "100")
 
 _COLLAPSED = EventType.COLLAPSED
 
@@ -64,6 +68,11 @@ class Collapser:
     max_batch: ClassVar[int | None] = None
     #: A name grouping collapsers on dashboards (free text).
     group: ClassVar[str | None] = None
+
+    def cache_key(self, payload: Any) -> Hashable | None:
+        """The request-cache key of an ask (None: not cached). Override it to answer asks of an
+        equal key within one request scope with the first one's item (docs/collapsing.md)."""
+        return None
 
     def map_results(self, payloads: list[Any], result: Any) -> Sequence[Any]:
         """One answer per payload, in order, from the batch command's value ``result``: a
@@ -91,64 +100,10 @@ def check_collapser_class(cls: type[Collapser]) -> None:
     if group is not None and not isinstance(group, str):
         msg = f"{name}.group must be a str or None, got {show(group)}"
         raise ValueError(msg)
-    if not callable(getattr(cls, "map_results", None)):
-        msg = f"{name}.map_results must be a method"
-        raise TypeError(msg)
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class CollapserMetrics:
-    """A collapser's rolling metrics over the last ``window`` seconds."""
-
-    key: str
-    batch_command: str
-    #: Requests collapsed into batches (one COLLAPSED event each).
-    requests_collapsed: int
-    #: Batches sent to the batch command.
-    batches: int
-    #: The mean batch size (0.0 with no batch).
-    batch_size_mean: float
-    #: Batch-size percentiles, keyed "25", "50", "75", "90", "95", "99", "99.5", "100".
-    batch_size_percentiles: dict[str, float]
-    #: The collapser's settings.
-    collapse_window: float
-    max_batch: int | None
-    #: Seconds these counts cover.
-    window: float = METRICS_WINDOW
-
-
-def percentile(ordered: Sequence[int], p: float) -> float:
-    """The nearest-rank ``p`` percentile of sorted sizes (0.0 for none)."""
-    if not ordered:
-        return 0.0
-    rank = max(1, -(-len(ordered) * p // 100))  # ceil
-    return float(ordered[min(len(ordered), int(rank)) - 1])
-
-
-class _Sizes:
-    """Batch sizes of the last ``window`` seconds (a deque of (time, size); pure)."""
-
-    __slots__ = ("_items", "_lock", "window")
-
-    def __init__(self, window: float) -> None:
-        self.window = window
-        self._items: collections.deque[tuple[float, int]] = collections.deque()
-        self._lock = threading.Lock()
-
-    def add(self, now: float, size: int) -> None:
-        with self._lock:
-            self._items.append((now, size))
-            self._trim(now)
-
-    def _trim(self, now: float) -> None:
-        items, oldest = self._items, now - self.window
-        while items and items[0][0] <= oldest:
-            items.popleft()
-
-    def sizes(self, now: float) -> list[int]:
-        with self._lock:
-            self._trim(now)
-            return sorted(size for _, size in self._items)
+    for method in ("map_results", "cache_key"):
+        if not callable(getattr(cls, method, None)):
+            msg = f"{name}.{method} must be a method"
+            raise TypeError(msg)
 
 
 class _Request:
@@ -179,6 +134,7 @@ class Batcher:
         call_at: CallAt,
         default_timeout: DefaultTimeout,
         clock: Callable[[], float] = time.monotonic,
+        stats_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.collapser = collapser
         cls = type(collapser)
@@ -192,7 +148,12 @@ class Batcher:
         self._clock = clock
         self._lock = threading.Lock()
         self._batch: list[_Request] = []
-        self._sizes = _Sizes(METRICS_WINDOW)
+        self.group: str | None = cls.group
+        #: Whether the collapser defines ``cache_key`` (docs/collapsing.md, request cache).
+        self.cache_enabled = cls.cache_key is not Collapser.cache_key
+        #: The rolling counts (guarded by ``_stats_lock``; timed by the registry's clock).
+        self._stats = CollapserStats(stats_clock)
+        self._stats_lock = threading.Lock()
         self.log = logger.bind(collapser=self.key, batch_command=self.batch_command)
 
     # -- asking ----------------------------------------------------------------------------
@@ -217,6 +178,34 @@ class Batcher:
         elif first:
             self._call_at(now + self.window, lambda: self._flush_if_current(batch))
 
+    def ask_shared(
+        self, shared: Shared, first: bool, payload: Any, limit: float | None, deliver: OnAnswer
+    ) -> None:
+        """An ask in a request scope whose cache key another ask of the scope may share: the
+        first one joins a batch and sets ``shared``; the others get its reply with
+        RESPONSE_FROM_CACHE first, each within its own deadline."""
+        if first:
+            self.ask(payload, limit, shared.set)
+            shared.then(deliver)
+            return
+        now = self._clock()
+        reply = shared.reply
+        if reply is not None:
+            deliver(self._from_cache(reply, now))
+            return
+        if limit is None:
+            limit = self.window + self._default_timeout()
+        request = _Request(payload, now, now + limit, deliver)
+        shared.then(lambda reply: request.answer(self._from_cache(reply, now)))
+        if shared.reply is None:
+            self._call_at(request.deadline, lambda: self._expire(request))
+
+    def _from_cache(self, reply: Reply, started: float) -> Reply:
+        with self._stats_lock:
+            self._stats.from_cache()
+        events = (EventType.RESPONSE_FROM_CACHE, *reply.events)
+        return Reply(self.key, reply.value, reply.error, events, self._clock() - started)
+
     def _expire(self, request: _Request) -> None:
         error = CommandTimeoutError(
             f"collapser {self.key!r}: timeout after {request.deadline - request.started:.3f}s"
@@ -240,7 +229,8 @@ class Batcher:
         live = [request for request in batch if request.deadline > now]
         if not live:
             return
-        self._sizes.add(now, len(live))
+        with self._stats_lock:
+            self._stats.batched(len(live))
         payloads = [request.payload for request in live]
         left = max(request.deadline for request in live) - now
         self.log.debug("collapser.flushed", size=len(live))
@@ -313,18 +303,27 @@ class Batcher:
     # -- looking -----------------------------------------------------------------------------
 
     def metrics(self) -> CollapserMetrics:
-        """The rolling counts and batch sizes of the last ``METRICS_WINDOW`` seconds."""
-        sizes = self._sizes.sizes(self._clock())
-        total = sum(sizes)
+        """The rolling counts and batch sizes, and the totals since registration."""
+        with self._stats_lock:
+            requests, batches, cached, mean, percentiles = self._stats.read()
+            requests_total, batches_total, cached_total, sizes = self._stats.totals()
         return CollapserMetrics(
             key=self.key,
             batch_command=self.batch_command,
-            requests_collapsed=total,
-            batches=len(sizes),
-            batch_size_mean=total / len(sizes) if sizes else 0.0,
-            batch_size_percentiles={p: percentile(sizes, float(p)) for p in PERCENTILES},
+            group=self.group,
+            time=time.time(),
+            requests_collapsed=requests,
+            batches=batches,
+            responses_from_cache=cached,
+            batch_size_mean=mean,
+            batch_size_percentiles=percentiles,
+            requests_collapsed_total=requests_total,
+            batches_total=batches_total,
+            responses_from_cache_total=cached_total,
+            batch_sizes=sizes,
             collapse_window=self.window,
             max_batch=self.max_batch,
+            cache_enabled=self.cache_enabled,
         )
 
 

@@ -9,14 +9,16 @@ Three ways, as prometheus_client offers them, with the same routes:
 Routes (GET only):
 
 * ``/hystrix.stream``: server-sent events, every ``interval`` seconds one ``HystrixCommand``
-  message per key and one ``HystrixThreadPool`` message per pool, then a ``ping:`` line.
-  ``?delay=<ms>`` changes the interval for that connection (Hystrix's parameter). ``?keys=a,b``
-  (command keys) and ``?group=g`` (command groups), comma separated, percent-encoded (a comma
-  within a name as ``%2C``), keep the messages of those commands and their pools only. Past
-  ``max_connections`` open streams: 503.
+  message per key, one ``HystrixThreadPool`` message per pool and one ``HystrixCollapser``
+  message per registered collapser, then a ``ping:`` line. ``?delay=<ms>`` changes the interval
+  for that connection (Hystrix's parameter). ``?keys=a,b`` (command and collapser keys) and
+  ``?group=g`` (command and collapser groups), comma separated, percent-encoded (a comma within
+  a name as ``%2C``), keep the messages of those commands, their pools and those collapsers
+  only. Past ``max_connections`` open streams: 503.
 * ``/hystrix.stream?scope=fleet``: the same messages summed over the fleet's live nodes (what
   Netflix's Turbine did, built in; ``actors.fleet.view`` says how they add up), for a registry
-  with a fleet (``CommandRegistry(fleet=RedisFleet(...))``). Each tick starts with a named event
+  with a fleet (``CommandRegistry(fleet=RedisFleet(...))``); collapsers are not in it (their
+  messages are each node's own, in its local stream). Each tick starts with a named event
   ``event: fleet`` whose data says whether Redis could be read (``{"scope": "fleet",
   "connected": true, "node": ..., "nodes": <live nodes>}``); when it cannot (``"connected":
   false`` and an ``"error"``), the tick carries this node's own messages instead. Without a

@@ -11,6 +11,7 @@ through the key's gate straight to its supervisor: no registry hop on the hot pa
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import math
 import threading
@@ -63,6 +64,7 @@ from .registry_actor import (
     Ports,
     Register,
     RegistryActor,
+    ReserveCollapser,
     Reset,
     Restart,
     Route,
@@ -335,9 +337,6 @@ class CommandRegistry:
             raise TypeError(msg)
         check_command_class(command_class, args, kwargs)
         self._ensure_open()
-        if key in self._collapsers:
-            msg = f"{key!r} is a collapser's key: a command cannot be registered under it"
-            raise ValueError(msg)
         self._actor.ask(Register(command_class, args, kwargs))
         return command_class
 
@@ -353,19 +352,28 @@ class CommandRegistry:
         if cls.batch_command == key:
             msg = f"{cls.__qualname__}.batch_command must name another key than its own {key!r}"
             raise ValueError(msg)
+        collapser = cls(*args, **kwargs)
         self._ensure_open()
-        batch_command = cls.batch_command
-        self._collapsers[key] = Batcher(
-            cls(*args, **kwargs),
-            submit=self._submit_batch,
-            call_at=self._watchdog.call_at,
-            default_timeout=lambda: self._port(batch_command).config.timeout,
-        )
+        with self._lock:
+            self._actor.ask(ReserveCollapser(key, cls.__qualname__, cls.batch_command))
+            batch_command = cls.batch_command
+            self._collapsers[key] = Batcher(
+                collapser,
+                submit=self._submit_batch,
+                call_at=self._watchdog.call_at,
+                default_timeout=lambda: self._port(batch_command).config.timeout,
+                stats_clock=self._clock,
+            )
 
     def _submit_batch(
         self, key: str, payloads: list[Any], timeout: float, on_answer: Callable[[Reply], object]
     ) -> Ticket | Reply | pykka.Future[Reply]:
-        return self._submit(key, payloads, timeout, False, on_answer=on_answer)
+        """A batch's ask, made in an empty context whichever thread sends it (the timer's, or
+        the caller's that filled the batch): no caller's request scope or context variables
+        reach a call made for many callers."""
+        return contextvars.Context().run(
+            self._submit, key, payloads, timeout, False, on_answer=on_answer
+        )
 
     def _collapse(
         self,
@@ -374,12 +382,25 @@ class CommandRegistry:
         limit: float | None,
         on_answer: Callable[[Reply], object] | None,
     ) -> pykka.Future[Reply]:
-        """An ask of a collapser's key: queued in its current batch (docs/collapsing.md)."""
+        """An ask of a collapser's key: queued in its current batch, unless the request scope's
+        cache answers it (docs/collapsing.md)."""
         future: pykka.ThreadingFuture[Reply] = pykka.ThreadingFuture()
-        if on_answer is None:
-            batcher.ask(payload, limit, future.set)
-        else:
-            batcher.ask(payload, limit, on_answer)
+        deliver = future.set if on_answer is None else on_answer
+        cache = SCOPE.get()
+        if cache is not None and batcher.cache_enabled:
+            owner = type(batcher.collapser).__qualname__
+            key = batcher.collapser.cache_key(payload)
+            claimed = None if key is None else cache.claim(batcher, key, owner)
+            if claimed is not None:
+                entry, first = claimed
+                try:
+                    batcher.ask_shared(entry, first, payload, limit, deliver)
+                except BaseException:  # not queued (say, no batch command): the next ask tries
+                    if first:
+                        cache.forget(batcher, key, entry)
+                    raise
+                return future
+        batcher.ask(payload, limit, deliver)
         return future
 
     @_DefaultBound
@@ -392,6 +413,12 @@ class CommandRegistry:
             msg = f"{key!r} is not a registered collapser"
             raise UnknownCommandError(msg, key=key if isinstance(key, str) else None)
         return batcher.metrics()
+
+    @_DefaultBound
+    def all_collapser_metrics(self) -> list[CollapserMetrics]:
+        """``collapser_metrics`` of every registered collapser, sorted by key."""
+        batchers = list(self._collapsers.values())
+        return [batcher.metrics() for batcher in sorted(batchers, key=lambda b: b.key)]
 
     @_DefaultBound
     def command(

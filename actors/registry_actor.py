@@ -51,6 +51,7 @@ __all__ = [
     "HealthOf",
     "Ports",
     "Register",
+    "ReserveCollapser",
     "RegistryActor",
     "Reset",
     "Restart",
@@ -65,6 +66,16 @@ class Register:
     command_class: type[Command]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReserveCollapser:
+    """Claim ``key`` for a collapser (``name``: its class), refused if a command or another
+    collapser has it (docs/collapsing.md)."""
+
+    key: str
+    name: str
+    batch_command: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -135,6 +146,8 @@ class RegistryActor(pykka.ThreadingActor):
         self._watchdog = watchdog
         self._listeners = listeners
         self._registrations: dict[str, Register] = {}
+        #: The keys of registered collapsers: their class's name and their batch command.
+        self._collapser_keys: dict[str, tuple[str, str]] = {}
         self._configs: dict[str, CommandConfig] = {}
         self._ports: dict[str, CommandPort] = {}
         #: Shared pools by name, and their configurations (set before or after first use).
@@ -148,6 +161,8 @@ class RegistryActor(pykka.ThreadingActor):
             return self._route(message.key, message.function_style)
         if isinstance(message, Register):
             return self._register(message)
+        if isinstance(message, ReserveCollapser):
+            return self._reserve_collapser(message)
         if isinstance(message, Configure):
             return self._configure(message.key, message.config)
         if isinstance(message, ConfigurePool):
@@ -165,6 +180,7 @@ class RegistryActor(pykka.ThreadingActor):
         if isinstance(message, Reset):
             self._stop_ports(message.reason, sweep=message.sweep)
             self._registrations.clear()
+            self._collapser_keys.clear()
             self._configs.clear()
             self._pools.clear()
             self._pool_configs.clear()
@@ -182,7 +198,48 @@ class RegistryActor(pykka.ThreadingActor):
                 f" (by {known.command_class.__qualname__}); reset() first to replace it"
             )
             raise ValueError(msg)
+        collapser = self._collapser_keys.get(key)
+        if collapser is not None:
+            msg = (
+                f"{key!r} is a collapser's key (registered by {collapser[0]}): a command cannot be"
+                " registered under it"
+            )
+            raise ValueError(msg)
         self._registrations[key] = registration
+
+    def _reserve_collapser(self, reserve: ReserveCollapser) -> None:
+        key, name, batch_command = reserve.key, reserve.name, reserve.batch_command
+        known = self._registrations.get(key)
+        if known is not None:
+            what = (
+                "a function command's key (asked through @command or go/do)"
+                if known.command_class is FunctionCommand
+                else f"the key of the command {known.command_class.__qualname__}"
+            )
+            msg = f"{name}.key {key!r} is already {what}: a collapser needs a key of its own"
+            raise ValueError(msg)
+        collapser = self._collapser_keys.get(key)
+        if collapser is not None:
+            msg = (
+                f"collapser key {key!r} is already registered (by {collapser[0]}); reset() first"
+                " to replace it"
+            )
+            raise ValueError(msg)
+        other = self._collapser_keys.get(batch_command)
+        if other is not None:
+            msg = (
+                f"{name}.batch_command {batch_command!r} is the key of the collapser {other[0]}:"
+                " a batch command must be a command"
+            )
+            raise ValueError(msg)
+        batching = [n for n, command in self._collapser_keys.values() if command == key]
+        if batching:
+            msg = (
+                f"{name}.key {key!r} is the batch command of the collapser {batching[0]}:"
+                " a collapser needs a key of its own"
+            )
+            raise ValueError(msg)
+        self._collapser_keys[key] = (name, batch_command)
 
     def _configure(self, key: str, config: CommandConfig) -> None:
         port = self._ports.get(key)

@@ -112,17 +112,22 @@ class _Cache:
     __slots__ = ("_entries", "_lock", "closed")
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[CommandPort, Hashable], _Entry] = {}
+        self._entries: dict[tuple[Hashable, Hashable], _Entry] = {}
         self._lock = threading.Lock()
         self.closed = False
 
-    def claim(self, port: CommandPort, key: Hashable) -> tuple[_Entry, bool] | None:
-        """The key's entry, and True if this ask made it (it runs); None once closed."""
+    def claim(
+        self, port: CommandPort | Hashable, key: Hashable, owner: str | None = None
+    ) -> tuple[_Entry, bool] | None:
+        """The key's entry for ``port`` (a key's port, or a collapser's batcher, whose class
+        is ``owner``), and True if this ask made it (it runs); None once closed."""
         try:
             hash(key)
         except TypeError:
+            if owner is None and isinstance(port, CommandPort):
+                owner = port.command_class.__qualname__
             msg = (
-                f"{port.command_class.__qualname__}.cache_key() must return a hashable value"
+                f"{owner}.cache_key() must return a hashable value"
                 f" or None, got {type(key).__name__} {show(key)}"
             )
             raise TypeError(msg) from None
@@ -136,7 +141,7 @@ class _Cache:
             entry = entries[port, key] = _Entry()
             return entry, True
 
-    def forget(self, port: CommandPort, key: Hashable, entry: _Entry) -> None:
+    def forget(self, port: CommandPort | Hashable, key: Hashable, entry: _Entry) -> None:
         """The first ask of ``key`` raised instead of being answered: the next ask runs."""
         with self._lock:
             if self._entries.get((port, key)) is entry:

@@ -30,9 +30,11 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from supervision import CircuitState, EventType
+from supervision.collapsing import BATCH_SIZE_PERCENTILES, CollapserMetrics
 from supervision.snapshot import PERCENTILES, CommandMetrics, Latency
 
 __all__ = [
+    "COLLAPSER_SUMS",
     "COMMAND_SUMS",
     "LATENCIES",
     "PING",
@@ -42,6 +44,8 @@ __all__ = [
     "Renderer",
     "Tick",
     "batch",
+    "collapser_message",
+    "collapser_snapshots",
     "command_message",
     "pool_message",
     "resolve",
@@ -83,6 +87,15 @@ def resolve(source: MetricsSource | None) -> MetricsSource:
 def snapshots(source: MetricsSource | None) -> Sequence[CommandMetrics]:
     """Every used key's metrics now, from ``source`` (None: the default registry)."""
     return resolve(source).all_metrics()
+
+
+def collapser_snapshots(source: MetricsSource | None) -> Sequence[CollapserMetrics]:
+    """Every registered collapser's metrics now (none from a source that has no
+    ``all_collapser_metrics``, as a ``CommandRegistry`` has)."""
+    read: Callable[[], Sequence[CollapserMetrics]] | None = getattr(
+        resolve(source), "all_collapser_metrics", None
+    )
+    return () if read is None else read()
 
 
 #: Stream field -> the event type it counts (within the rolling window).
@@ -141,6 +154,20 @@ POOL_SUMS: tuple[str, ...] = (
     "rollingMaxActiveThreads",
     "rollingCountCommandRejections",
 )
+
+
+#: A collapser message's per-host figures, summed across hosts (Turbine's way).
+COLLAPSER_SUMS: tuple[str, ...] = (
+    "rollingCountRequestsBatched",
+    "rollingCountBatches",
+    "rollingCountResponsesFromCache",
+    "batchSize_mean",
+    "shardSize_mean",
+)
+
+#: ``propertyValue_maxRequestsInBatch`` of a collapser without ``max_batch``: Hystrix's default,
+#: Java's ``Integer.MAX_VALUE`` (unbounded).
+UNBOUNDED_BATCH = 2**31 - 1
 
 
 def _ms(seconds: float) -> int:
@@ -256,6 +283,36 @@ def pool_message(m: CommandMetrics) -> dict[str, Any]:
     }
 
 
+def collapser_message(c: CollapserMetrics) -> dict[str, Any]:
+    """The ``HystrixCollapser`` message for one collapser. Hystrix writes the mean and the
+    percentiles of batch sizes as whole numbers; so do we (the mean rounded). A batch is never
+    split into shards here, so each shard is a whole batch: ``shardSize`` is ``batchSize``."""
+    sizes = {p: round(c.batch_size_percentiles.get(p, 0.0)) for p in BATCH_SIZE_PERCENTILES}
+    mean = round(c.batch_size_mean)
+    return {
+        "type": "HystrixCollapser",
+        "name": c.key,
+        "currentTime": _ms(c.time),
+        "rollingCountRequestsBatched": c.requests_collapsed,
+        "rollingCountBatches": c.batches,
+        "rollingCountResponsesFromCache": c.responses_from_cache,
+        "batchSize_mean": mean,
+        "batchSize": sizes,
+        "shardSize_mean": mean,
+        "shardSize": dict(sizes),
+        "propertyValue_rollingStatisticalWindowInMilliseconds": _ms(c.window),
+        "propertyValue_requestCacheEnabled": c.cache_enabled,
+        "propertyValue_maxRequestsInBatch": (
+            UNBOUNDED_BATCH if c.max_batch is None else c.max_batch
+        ),
+        "propertyValue_timerDelayInMilliseconds": _ms(c.collapse_window),
+        "reportingHosts": 1,
+        # Extensions (the dashboard ignores fields it does not know).
+        "batchCommand": c.batch_command,
+        "group": c.group,
+    }
+
+
 def _json(message: Mapping[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode()
 
@@ -328,6 +385,8 @@ _Rendered = tuple[tuple[Any, ...], bytes, bytes]
 
 #: A tick's command: (key, group, pool, its event as parts to join).
 _Command = tuple[str, str, str, tuple[bytes, ...]]
+#: A tick's collapser: (key, group or None, its event).
+_Collapser = tuple[str, str | None, bytes]
 
 
 class Tick:
@@ -335,12 +394,13 @@ class Tick:
 
     ``commands`` holds each key's ``HystrixCommand`` event as (key, group, pool, the event's
     bytes in parts), in the order the source gave them (by key); ``pools`` each pool's
-    ``HystrixThreadPool`` event (in parts), in the order the commands first name them. ``at``
-    is when the tick was made (the ``time.monotonic`` of whoever made it); ``head`` what is sent
-    before the commands (the fleet-wide stream's ``fleet`` event).
+    ``HystrixThreadPool`` event (in parts), in the order the commands first name them;
+    ``collapsers`` each collapser's ``HystrixCollapser`` event as (key, group, the event), by
+    key. ``at`` is when the tick was made (the ``time.monotonic`` of whoever made it); ``head``
+    what is sent before the commands (the fleet-wide stream's ``fleet`` event).
     """
 
-    __slots__ = ("_positions", "_whole", "at", "commands", "head", "pools")
+    __slots__ = ("_positions", "_whole", "at", "collapsers", "commands", "head", "pools")
 
     def __init__(
         self,
@@ -348,11 +408,13 @@ class Tick:
         pools: Mapping[str, tuple[bytes, ...]],
         at: float = 0.0,
         head: bytes = b"",
+        collapsers: Sequence[_Collapser] = (),
     ) -> None:
         self.commands = commands
         self.pools = pools
         self.at = at
         self.head = head
+        self.collapsers = collapsers
         self._whole: dict[bytes, bytes] = {}
         self._positions: dict[str, int] | None = None
 
@@ -363,13 +425,17 @@ class Tick:
         """A tick of ready-made messages (the fleet's sums): commands and pools by ``type``."""
         commands: list[_Command] = []
         pools: dict[str, tuple[bytes, ...]] = {}
+        collapsers: list[_Collapser] = []
         for message in messages:
-            if message.get("type") == "HystrixCommand":
+            kind = message.get("type")
+            if kind == "HystrixCommand":
                 key, group, pool = message["name"], message["group"], message["threadPool"]
                 commands.append((key, group, pool, (sse_event(message),)))
-            elif message.get("type") == "HystrixThreadPool":
+            elif kind == "HystrixThreadPool":
                 pools.setdefault(message["name"], (sse_event(message),))
-        return cls(commands, pools, at, head)
+            elif kind == "HystrixCollapser":
+                collapsers.append((message["name"], message.get("group"), sse_event(message)))
+        return cls(commands, pools, at, head, collapsers)
 
     @property
     def keys(self) -> list[str]:
@@ -382,13 +448,14 @@ class Tick:
         groups: Collection[str] | None = None,
         end: bytes = b"",
     ) -> bytes:
-        """The tick's events: ``head``, every command, then every pool, then ``end``. With
-        ``keys`` (command keys) and/or ``groups`` (command groups), only the commands that
-        match both, then their pools. The whole tick is joined once, whoever asks."""
+        """The tick's events: ``head``, every command, every pool, every collapser, then
+        ``end``. With ``keys`` (command and collapser keys) and/or ``groups`` (their groups),
+        only the commands that match both, their pools, and the collapsers that match both.
+        The whole tick is joined once, whoever asks."""
         if keys is None and groups is None:
             whole = self._whole.get(end)
             if whole is None:
-                whole = self._whole[end] = self._join(self.commands, end)
+                whole = self._whole[end] = self._join(self.commands, self.collapsers, end)
             return whole
         chosen: Iterable[_Command] = self.commands
         if keys is not None:
@@ -400,9 +467,16 @@ class Tick:
             ]
         if groups is not None:
             chosen = [c for c in chosen if c[1] in groups]
-        return self._join(chosen, end)
+        collapsers = [
+            c
+            for c in self.collapsers
+            if (keys is None or c[0] in keys) and (groups is None or c[1] in groups)
+        ]
+        return self._join(chosen, collapsers, end)
 
-    def _join(self, commands: Iterable[_Command], end: bytes) -> bytes:
+    def _join(
+        self, commands: Iterable[_Command], collapsers: Iterable[_Collapser], end: bytes
+    ) -> bytes:
         parts = [self.head]
         pools: dict[str, None] = {}
         for command in commands:
@@ -411,6 +485,7 @@ class Tick:
         every = self.pools
         for name in pools:
             parts += every.get(name, ())
+        parts += [collapser[2] for collapser in collapsers]
         parts.append(end)
         return b"".join(parts)
 
@@ -428,9 +503,15 @@ class Renderer:
         self._commands: dict[str, _Rendered] = {}
         self._pools: dict[str, _Rendered] = {}
 
-    def tick(self, metrics: Iterable[CommandMetrics], at: float = 0.0) -> Tick:
+    def tick(
+        self,
+        metrics: Iterable[CommandMetrics],
+        at: float = 0.0,
+        collapsers: Iterable[CollapserMetrics] = (),
+    ) -> Tick:
         """A tick of ``metrics``: a command message per key, a pool message per pool (the
-        first key naming it gives it); the same bytes as ``batch``."""
+        first key naming it gives it), then a collapser message per collapser (rendered anew
+        each tick: they are few); the same bytes as ``batch``."""
         old_commands, old_pools = self._commands, self._pools
         rendered_commands: dict[str, _Rendered] = {}
         rendered_pools: dict[str, _Rendered] = {}
@@ -454,9 +535,13 @@ class Renderer:
             rendered_pools[pool] = rendered
             pools[pool] = (rendered[1], now, rendered[2])
         self._commands, self._pools = rendered_commands, rendered_pools
-        return Tick(commands, pools, at)
+        batchers = [(c.key, c.group, sse_event(collapser_message(c))) for c in collapsers]
+        return Tick(commands, pools, at, collapsers=batchers)
 
 
-def batch(metrics: Iterable[CommandMetrics]) -> bytes:
-    """One tick of the stream: a command message per key, then a pool message per pool."""
-    return Renderer().tick(metrics).body()
+def batch(
+    metrics: Iterable[CommandMetrics], collapsers: Iterable[CollapserMetrics] = ()
+) -> bytes:
+    """One tick of the stream: a command message per key, a pool message per pool, then a
+    collapser message per collapser."""
+    return Renderer().tick(metrics, collapsers=collapsers).body()

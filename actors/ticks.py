@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection
 from supervision.errors import UnknownCommandError
 from supervision.snapshot import CommandMetrics
 
-from .stream import MetricsSource, Renderer, Tick, resolve, snapshots
+from .stream import MetricsSource, Renderer, Tick, collapser_snapshots, resolve, snapshots
 
 __all__ = ["FEW_KEYS", "Ticks", "tick_of_keys"]
 
@@ -64,7 +64,9 @@ class Ticks:
         tick: Tick | None = None
         try:
             started = time.monotonic()
-            tick = renderer.tick(snapshots(self._source), started)
+            tick = renderer.tick(
+                snapshots(self._source), started, collapser_snapshots(self._source)
+            )
             return tick
         finally:
             with self._lock:
@@ -100,8 +102,9 @@ def tick_of_keys(
     source: MetricsSource | None, keys: Collection[str], renderer: Renderer
 ) -> Tick | None:
     """A tick of ``keys`` alone, read one by one (``source.metrics(key)``: a
-    ``CommandRegistry``'s), in key order; None when the source reads no single key or there
-    are more than ``FEW_KEYS``. A key not asked yet is left out."""
+    ``CommandRegistry``'s), in key order, and of the collapsers among them; None when the
+    source reads no single key or there are more than ``FEW_KEYS``. A key not asked yet is
+    left out."""
     read: Callable[[str], CommandMetrics] | None = getattr(resolve(source), "metrics", None)
     if not callable(read) or len(keys) > FEW_KEYS:
         return None
@@ -112,4 +115,5 @@ def tick_of_keys(
             metrics.append(read(key))
         except UnknownCommandError:  # never asked (yet), or not registered
             continue
-    return renderer.tick(metrics, started)
+    collapsers = [c for c in collapser_snapshots(source) if c.key in keys]
+    return renderer.tick(metrics, started, collapsers)
