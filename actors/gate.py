@@ -486,6 +486,11 @@ class Gate:
         with self._lock:
             self.stats.replied(events, latency, thrown)
 
+    def collapsed(self, requests: int) -> None:
+        """A collapser asked a batch of ``requests`` requests of this key."""
+        with self._lock:
+            self.stats.collapsed(requests)
+
     def circuit_state(self) -> str:
         """The circuit's state now ("closed", "open", "half_open"), for a span: read without
         the lock (one attribute; at worst a transition late)."""
@@ -564,7 +569,13 @@ class Gate:
                     pool.worker_limit = limit
 
     def metrics(
-        self, key: str, group: str, status: str, config: CommandConfig, now: float
+        self,
+        key: str,
+        group: str,
+        status: str,
+        config: CommandConfig,
+        now: float,
+        cache_enabled: bool = False,
     ) -> CommandMetrics:
         """A snapshot of everything the dashboard shows of the key."""
         with self._lock:
@@ -612,6 +623,7 @@ class Gate:
                 config=config,
                 limit=self._bulkhead.max_concurrent,
                 injection=self.injected,
+                cache_enabled=cache_enabled,
             )
 
     def health(self, key: str, status: str) -> Health:

@@ -31,11 +31,13 @@ from opentelemetry.util.types import AttributeValue
 
 from supervision import CircuitState, CommandError, EventType
 from supervision.checks import show
+from supervision.collapsing import CollapserMetrics
 from supervision.snapshot import PERCENTILES, CommandMetrics, Latency
 
-from .stream import MetricsSource, snapshots
+from .stream import MetricsSource, collapser_snapshots, snapshots
 
 __all__ = [
+    "COLLAPSER_INSTRUMENTS",
     "INSTRUMENTATION_NAME",
     "INSTRUMENTS",
     "STATUSES",
@@ -281,6 +283,53 @@ INSTRUMENTS: tuple[Instrument, ...] = (
     ),
 )
 
+COLLAPSER = "hystrix.collapser.key"
+BATCH_COMMAND = "hystrix.collapser.batch_command"
+#: A collapser's observations for one instrument: (value, attributes beyond its key and batch
+#: command).
+CollapserPoints = Callable[[CollapserMetrics], Iterator[tuple[float, Attributes]]]
+
+
+def _batch_sizes(c: CollapserMetrics) -> Iterator[tuple[float, Attributes]]:
+    for bound, count in c.batch_sizes.buckets:
+        yield count, {LE: str(bound)}
+    yield c.batch_sizes.count, {LE: "+Inf"}
+
+
+#: Every collapser instrument (docs/collapsing.md), created after ``INSTRUMENTS``; each
+#: observation carries ``hystrix.collapser.key`` and ``hystrix.collapser.batch_command``.
+COLLAPSER_INSTRUMENTS: tuple[tuple[str, str, str, str, CollapserPoints], ...] = (
+    (
+        "collapser.batches",
+        "counter",
+        "{batch}",
+        "Batches sent since the collapser was registered.",
+        lambda c: _one(c.batches_total),
+    ),
+    (
+        "collapser.requests",
+        "counter",
+        "{request}",
+        "Requests collapsed into batches since the collapser was registered.",
+        lambda c: _one(c.requests_collapsed_total),
+    ),
+    (
+        "collapser.responses_from_cache",
+        "counter",
+        "{request}",
+        "Asks answered from the request cache since the collapser was registered.",
+        lambda c: _one(c.responses_from_cache_total),
+    ),
+    (
+        "collapser.batch_size.bucket",
+        "counter",
+        "{batch}",
+        f"Batches since the collapser was registered of at most {LE} requests (cumulative, as a"
+        " Prometheus histogram's buckets; +Inf: all).",
+        _batch_sizes,
+    ),
+)
+
 #: How old the snapshots read at the start of a collection may be for the later instruments of
 #: that collection to reuse them rather than read again.
 _REUSE_FOR = 1.0
@@ -308,6 +357,15 @@ class OtelMetrics:
                 callbacks=[self._callback(spec.points, first=n == 0)],
                 unit=spec.unit,
                 description=spec.description,
+            )
+        for name, kind, unit, description, collapser_points in COLLAPSER_INSTRUMENTS:
+            full = f"{prefix}.{name}"
+            self.names += (full,)
+            create[kind](
+                full,
+                callbacks=[self._collapser_callback(collapser_points)],
+                unit=unit,
+                description=description,
             )
 
     def close(self) -> None:
@@ -342,6 +400,28 @@ class OtelMetrics:
             for m in self._read(first):
                 common: Attributes = {KEY: m.key, GROUP: m.group}
                 for value, attributes in points(m):
+                    observations.append(Observation(value, {**common, **attributes}))
+            return observations
+
+        return observe
+
+    def _collapser_callback(
+        self, points: CollapserPoints
+    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            with self._lock:
+                if self._closed:
+                    return []
+            try:
+                collapsers = collapser_snapshots(self._source)
+            except CommandError as error:
+                if error.reason != "shutdown":
+                    raise
+                return []
+            observations: list[Observation] = []
+            for c in collapsers:
+                common: Attributes = {COLLAPSER: c.key, BATCH_COMMAND: c.batch_command}
+                for value, attributes in points(c):
                     observations.append(Observation(value, {**common, **attributes}))
             return observations
 

@@ -86,6 +86,8 @@ class CommandPort:
         self.command_class = command_class
         #: The dashboard's (and the spans') group: the class's, else its module.
         self.group = command_class.group or command_class.__module__
+        #: Whether the command defines ``cache_key`` (the request cache: docs/request-cache.md).
+        self.cache_enabled = command_class.cache_key is not Command.cache_key
         #: Begins a span per ask (OpenTelemetry when installed), or None.
         self.tracer = tracer
         self._args = args
@@ -327,7 +329,9 @@ class CommandPort:
         )
 
     def metrics(self) -> CommandMetrics:
-        return self.gate.metrics(self.key, self.group, self.status, self.config, time.time())
+        return self.gate.metrics(
+            self.key, self.group, self.status, self.config, time.time(), self.cache_enabled
+        )
 
     def live_workers(self) -> list[pykka.ActorRef[Any]]:
         """The live workers of the key's pool."""

@@ -26,6 +26,15 @@ Every metric has the label ``command`` (the key) and one prefix (``hystrix`` by 
 * ``hystrix_fault_injected``: 1 while a fault injection (``registry.inject``) faults the key's
   runs, else 0.
 
+Every registered collapser (docs/collapsing.md), labelled ``collapser`` (its key):
+
+* ``hystrix_collapser_batch_size``: histogram of the requests per batch sent, since the
+  collapser was registered (``_count``: batches; ``_sum``: requests collapsed), buckets 1, 2,
+  5, 10, 20, 50, 100, 200, 500, 1000;
+* ``hystrix_collapser_responses_from_cache_total``: counter, asks answered from the request
+  cache;
+* ``hystrix_collapser_info{collapser,batch_command,group}``: 1 (``group`` "" when unset).
+
 With a fleet (``CommandRegistry(fleet=RedisFleet(...))``), the fleet's circuits as this node last
 read them from Redis (its last flush: nothing is read at scrape time), labelled ``node`` (this
 node's name in the fleet, so the fleet's nodes' series never collide):
@@ -61,9 +70,10 @@ from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
 from supervision import CircuitState, EventType, FleetView
 from supervision.checks import show
+from supervision.collapsing import CollapserMetrics
 from supervision.snapshot import PERCENTILES, CommandMetrics, Latency
 
-from .stream import MetricsSource
+from .stream import MetricsSource, collapser_snapshots
 
 __all__ = ["HystrixCollector", "collector_registry", "exposition", "register_metrics"]
 
@@ -223,6 +233,41 @@ class _Families:
         self.durations[kind].add_metric([key], buckets, lifetime.sum)
 
 
+class _CollapserFamilies:
+    """One scrape's ``<prefix>_collapser_*`` families, filled collapser by collapser."""
+
+    def __init__(self, prefix: str) -> None:
+        p = prefix
+        self.batch_size = HistogramMetricFamily(
+            f"{p}_collapser_batch_size",
+            "Requests per batch sent, every batch since the collapser was registered (_count:"
+            " batches; _sum: requests collapsed).",
+            labels=["collapser"],
+        )
+        self.from_cache = CounterMetricFamily(
+            f"{p}_collapser_responses_from_cache",
+            "Asks answered from the request cache since the collapser was registered.",
+            labels=["collapser"],
+        )
+        self.info = GaugeMetricFamily(
+            f"{p}_collapser_info",
+            "1 per collapser, with its batch command and group.",
+            labels=["collapser", "batch_command", "group"],
+        )
+
+    def all(self) -> list[Metric]:
+        return [self.batch_size, self.from_cache, self.info]
+
+    def add(self, c: CollapserMetrics) -> None:
+        key = c.key
+        sizes = c.batch_sizes
+        buckets = [(str(bound), count) for bound, count in sizes.buckets]
+        buckets.append(("+Inf", sizes.count))
+        self.batch_size.add_metric([key], buckets, sizes.sum)
+        self.from_cache.add_metric([key], c.responses_from_cache_total)
+        self.info.add_metric([key, c.batch_command, c.group or ""], 1)
+
+
 class _FleetFamilies:
     """One scrape's ``<prefix>_fleet_*`` families: this node's view of the fleet's circuits."""
 
@@ -300,7 +345,7 @@ class HystrixCollector(Collector):
     def describe(self) -> Iterable[Metric]:
         """The families without samples: registering reads no metrics (nor starts a registry).
         The fleet's are among them when the source given has a fleet."""
-        families = _Families(self._prefix).all()
+        families = [*_Families(self._prefix).all(), *_CollapserFamilies(self._prefix).all()]
         if self._source is not None and _fleet_of(self._source) is not None:
             families += _FleetFamilies(self._prefix).all()
         return families
@@ -312,6 +357,10 @@ class HystrixCollector(Collector):
         for m in metrics:
             families.add(m)
         yield from families.all()
+        collapsers = _CollapserFamilies(self._prefix)
+        for c in collapser_snapshots(source):
+            collapsers.add(c)
+        yield from collapsers.all()
         fleet = _fleet_of(source)
         if fleet is None:
             return

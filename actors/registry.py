@@ -371,9 +371,13 @@ class CommandRegistry:
         """A batch's ask, made in an empty context whichever thread sends it (the timer's, or
         the caller's that filled the batch): no caller's request scope or context variables
         reach a call made for many callers."""
-        return contextvars.Context().run(
+        outcome = contextvars.Context().run(
             self._submit, key, payloads, timeout, False, on_answer=on_answer
         )
+        port = self._routes.get(key)
+        if port is not None:  # the batch command counts the requests collapsed into it
+            port.gate.collapsed(len(payloads))
+        return outcome
 
     def _collapse(
         self,

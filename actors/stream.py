@@ -239,7 +239,8 @@ def command_message(m: CommandMetrics) -> dict[str, Any]:
             "propertyValue_metricsRollingStatisticalWindowInMilliseconds": _ms(
                 config.rolling_window
             ),
-            "propertyValue_requestCacheEnabled": False,
+            # the command defines cache_key (docs/request-cache.md)
+            "propertyValue_requestCacheEnabled": m.cache_enabled,
             "propertyValue_requestLogEnabled": False,
             "reportingHosts": 1,
             "threadPool": m.pool.name,
@@ -353,6 +354,7 @@ def _command_inputs(m: CommandMetrics) -> tuple[Any, ...]:
         m.zombies,
         m.limit,
         m.injection,
+        m.cache_enabled,
         m.latency_execute,
         m.latency_total,
         m.pool.name,

@@ -419,6 +419,13 @@ class CommandStats:
         self._shown = None
         self.total.record(latency, now)
 
+    def collapsed(self, requests: int) -> None:
+        """A batch of ``requests`` collapsed requests was asked of this key (COLLAPSED, once
+        per request, as Hystrix counts it on the batch command)."""
+        self.counters.add(_EVENT_COLUMN[EventType.COLLAPSED], requests)
+        self.totals[EventType.COLLAPSED] += requests
+        self._shown = None
+
     def rejected(self) -> None:
         """A shared pool turned a call away (its own count of THREAD_POOL_REJECTED: a key's
         count comes from its replies)."""

@@ -159,3 +159,6 @@ class CommandMetrics:
     limit: int
     #: The key's active fault injection (``registry.inject``), described, or None.
     injection: str | None
+    #: Whether the command defines ``cache_key`` (its asks use the request cache in a request
+    #: scope: docs/request-cache.md).
+    cache_enabled: bool

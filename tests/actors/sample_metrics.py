@@ -85,6 +85,7 @@ def sample(key: str = "a", **changes: Any) -> CommandMetrics:
         config=CONFIG,
         limit=12,
         injection=None,
+        cache_enabled=False,
     )
     return dataclasses.replace(metrics, **changes)
 

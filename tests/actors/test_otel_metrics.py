@@ -18,7 +18,7 @@ from sample_metrics import COUNTS, EXECUTE, TOTAL, TOTALS, Source, sample
 
 from actors import Command, CommandConfig, CommandRegistry
 from actors.otel import OtelMetrics, register_metrics
-from actors.otel_metrics import INSTRUMENTS
+from actors.otel_metrics import COLLAPSER_INSTRUMENTS, INSTRUMENTS
 from supervision import CircuitState, EventType, FakeClock
 from supervision.snapshot import PERCENTILES, Histogram, Latency
 
@@ -200,7 +200,11 @@ def test_a_prefix_names_every_instrument(meter: Reader) -> None:
     points, kinds = meter.collect()
 
     assert all(name.startswith("svc.hystrix.") for name in kinds)
-    assert list(metrics.names) == list(kinds)
+    # the collapser instruments report nothing for a source without collapsers
+    assert list(metrics.names) == [
+        *kinds,
+        *(f"svc.hystrix.{spec[0]}" for spec in COLLAPSER_INSTRUMENTS),
+    ]
     assert value(points, "svc.hystrix.in_flight") == 3
 
 
@@ -318,3 +322,5 @@ def test_every_instrument_is_documented() -> None:
     for spec in INSTRUMENTS:
         kind = spec.kind.replace("up_down_", "up-down ")
         assert f"| `hystrix.{spec.name}` | {kind} | `{spec.unit}` |" in page, spec.name
+    for name, kind, unit, _, _ in COLLAPSER_INSTRUMENTS:
+        assert f"| `hystrix.{name}` | {kind} | `{unit}` |" in page, name

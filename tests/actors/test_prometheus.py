@@ -65,6 +65,9 @@ def test_every_family_has_the_type_its_name_promises() -> None:
         "hystrix_fault_injected": "gauge",
         "hystrix_run_duration_seconds": "histogram",
         "hystrix_ask_duration_seconds": "histogram",
+        "hystrix_collapser_batch_size": "histogram",
+        "hystrix_collapser_responses_from_cache": "counter",
+        "hystrix_collapser_info": "gauge",
     }
 
 

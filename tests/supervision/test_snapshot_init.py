@@ -53,6 +53,7 @@ def metrics(**changes: Any) -> CommandMetrics:
         "config": CommandConfig(),
         "limit": 10,
         "injection": None,
+        "cache_enabled": False,
     }
     return CommandMetrics(**{**fields, **changes})
 
