@@ -190,7 +190,7 @@ def _reply(outcome: Ticket | Reply | pykka.Future[Reply]) -> Reply:
         return outcome
     if isinstance(outcome, Ticket):
         return outcome.port.wait(outcome)
-    return outcome.get()  # pragma: no cover - a blocking ask is never given a future
+    return outcome.get()  # a collapsed ask (its batch answers it) or a cache waiter
 
 
 def _future(outcome: Ticket | Reply | pykka.Future[Reply]) -> pykka.Future[Reply]:

@@ -8,8 +8,17 @@ one thread per request::
         users.set_mode("slow")  # now every answer takes ``slow_delay`` seconds
         users.set_mode("down")  # now every answer is an immediate 503
 
-Only ``GET /users/<name>`` is served (404 for a name it does not know). A slow answer waits on
-an event that ``stop()`` sets, so the server shuts down promptly even while requests wait.
+Two resources are served, and the switch applies to both:
+
+* ``GET /users/<name>``: that user's record (404 for a name it does not know);
+* ``GET /users?names=alice,bob``: the batch endpoint (``users.batch_url(["alice", "bob"])``):
+  ``{"users": [...]}``, one entry per name asked, in the order asked (a name asked twice is
+  answered twice), ``null`` for a name it does not know; 400 without ``names``. Names are split
+  on commas (a name cannot hold one); ``names=`` may also be repeated.
+
+``requests`` counts every request served, whatever the resource and the answer. A slow answer
+waits on an event that ``stop()`` sets, so the server shuts down promptly even while requests
+wait.
 """
 
 from __future__ import annotations
@@ -20,9 +29,10 @@ from typing import Any, ClassVar
 
 from fake_service import FakeService, Mode
 
-__all__ = ["DEFAULT_USERS", "USERS_PATH", "FakeUsers", "Mode"]
+__all__ = ["BATCH_PATH", "DEFAULT_USERS", "USERS_PATH", "FakeUsers", "Mode"]
 
 USERS_PATH = "/users/"
+BATCH_PATH = "/users"
 
 DEFAULT_USERS: tuple[dict[str, str], ...] = (
     {"name": "alice", "email": "alice@example.com", "team": "platform"},
@@ -49,6 +59,11 @@ class FakeUsers(FakeService):
         self.users = {user["name"]: dict(user) for user in users}
 
     def answer(self, path: str, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        if path == BATCH_PATH:
+            names = [name for value in query.get("names", []) for name in value.split(",")]
+            if not names:
+                return 400, {"error": "give the names to look up: /users?names=alice,bob"}
+            return 200, {"users": [self.users.get(name) for name in names]}
         name = urllib.parse.unquote(path[len(USERS_PATH) :]) if path.startswith(USERS_PATH) else ""
         user = self.users.get(name) if name and "/" not in name else None
         if user is None:
@@ -58,3 +73,7 @@ class FakeUsers(FakeService):
     def user_url(self, name: str) -> str:
         """The URL of ``name``'s record."""
         return f"{self.url}{USERS_PATH}{urllib.parse.quote(name, safe='')}"
+
+    def batch_url(self, names: Iterable[str]) -> str:
+        """The URL of the records of ``names``, in that order (the batch endpoint)."""
+        return f"{self.url}{BATCH_PATH}?{urllib.parse.urlencode({'names': ','.join(names)})}"
