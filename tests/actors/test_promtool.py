@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sample_metrics import Source, sample
 from tools import Requirement
 
-from actors import Command, CommandConfig, CommandRegistry
+from actors import Collapser, Command, CommandConfig, CommandRegistry
 from actors.http import start_http_server
 from actors.prometheus import collector_registry, exposition
 
@@ -53,6 +53,22 @@ class Fragile(Dependency):
     config = CommandConfig(request_volume_threshold=2, sleep_window=60.0)
 
 
+class Users(Command):
+    """A batch command, asked by the collapser below."""
+
+    key = "users"
+
+    def run(self, ids: list[int]) -> list[str]:
+        return [f"user {i}" for i in ids]
+
+
+class User(Collapser):
+    key = "user"
+    batch_command = "users"
+    window = 5.0  # sent when full
+    max_batch = 2
+
+
 class Bare(Command):
     """No fallback: the failure reaches the caller."""
 
@@ -70,6 +86,8 @@ def scraped(registry: CommandRegistry) -> Iterator[bytes]:
     for command_class in (Dependency, Slow, Busy, Fragile):
         registry.register(command_class, probe)
     registry.register(Bare)
+    registry.register(Users)
+    registry.register(User)
     server, thread = start_http_server(0, registry=registry)
     try:
         assert [registry.ask("ok", "ok") for _ in range(3)] == ["ok"] * 3
@@ -83,6 +101,8 @@ def scraped(registry: CommandRegistry) -> Iterator[bytes]:
         assert registry.ask("fragile", "ok") == "fallback"  # short-circuited
         with pytest.raises(RuntimeError, match="boom"):
             registry.ask("bare", None)
+        collapsed = [registry.ask("user", i, block=False) for i in (1, 2)]  # one batch
+        assert [future.get(timeout=WAIT) for future in collapsed] == ["user 1", "user 2"]
 
         url = f"http://127.0.0.1:{server.server_port}/metrics"
         with urllib.request.urlopen(url, timeout=WAIT) as response:
@@ -95,7 +115,7 @@ def scraped(registry: CommandRegistry) -> Iterator[bytes]:
 
 def test_promtool_finds_no_problem_in_a_real_scrape(promtool: str, scraped: bytes) -> None:
     samples = {
-        (s.name, s.labels.get("command"), s.labels.get("event"))
+        (s.name, s.labels.get("command") or s.labels.get("collapser"), s.labels.get("event"))
         for family in text_string_to_metric_families(scraped.decode())
         for s in family.samples
         if s.value
@@ -109,6 +129,9 @@ def test_promtool_finds_no_problem_in_a_real_scrape(promtool: str, scraped: byte
         ("hystrix_events_total", "bare", "FALLBACK_MISSING"),
         ("hystrix_pool_active_workers", "busy", None),
         ("hystrix_latency_seconds", "ok", None),
+        ("hystrix_events_total", "users", "COLLAPSED"),
+        ("hystrix_collapser_batch_size_count", "user", None),
+        ("hystrix_collapser_batch_size_sum", "user", None),
     ]:
         assert seen in samples, f"the scrape lacks {seen}"
 
