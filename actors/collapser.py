@@ -44,6 +44,7 @@ class Shared(Protocol):
     def set(self, reply: Reply) -> None: ...
     def then(self, callback: OnAnswer) -> None: ...
 
+
 #: Upper bound of ``Collapser.window`` (seconds).
 MAX_WINDOW = 10.0
 
@@ -117,6 +118,11 @@ class _Request:
         self.deadline = deadline
         self.deliver = deliver
         self._claim = threading.Lock()
+
+    @property
+    def answered(self) -> bool:
+        """Whether it has been answered (then its deadline job has nothing to do)."""
+        return self._claim.locked()
 
     def answer(self, reply: Reply) -> None:
         if self._claim.acquire(blocking=False):
@@ -207,6 +213,8 @@ class Batcher:
         return Reply(self.key, reply.value, reply.error, events, self._clock() - started)
 
     def _expire(self, request: _Request) -> None:
+        if request.answered:  # the common case: its batch answered it long ago
+            return
         error = CommandTimeoutError(
             f"collapser {self.key!r}: timeout after {request.deadline - request.started:.3f}s"
             f" waiting for the batch answer for payload {show(request.payload)}",

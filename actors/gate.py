@@ -575,6 +575,7 @@ class Gate:
         status: str,
         config: CommandConfig,
         now: float,
+        *,
         cache_enabled: bool = False,
     ) -> CommandMetrics:
         """A snapshot of everything the dashboard shows of the key."""

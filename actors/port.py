@@ -330,7 +330,12 @@ class CommandPort:
 
     def metrics(self) -> CommandMetrics:
         return self.gate.metrics(
-            self.key, self.group, self.status, self.config, time.time(), self.cache_enabled
+            self.key,
+            self.group,
+            self.status,
+            self.config,
+            time.time(),
+            cache_enabled=self.cache_enabled,
         )
 
     def live_workers(self) -> list[pykka.ActorRef[Any]]:

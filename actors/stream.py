@@ -541,9 +541,7 @@ class Renderer:
         return Tick(commands, pools, at, collapsers=batchers)
 
 
-def batch(
-    metrics: Iterable[CommandMetrics], collapsers: Iterable[CollapserMetrics] = ()
-) -> bytes:
+def batch(metrics: Iterable[CommandMetrics], collapsers: Iterable[CollapserMetrics] = ()) -> bytes:
     """One tick of the stream: a command message per key, a pool message per pool, then a
     collapser message per collapser."""
     return Renderer().tick(metrics, collapsers=collapsers).body()

@@ -208,11 +208,13 @@ def render(
     scale: Sequence[str] = (),
     stream: Sequence[str] = (),
     load_shaping: Sequence[str] = (),
+    collapsing: Sequence[str] = (),
 ) -> str:
     """The whole report as Markdown; ``fleet``: the fleet section's lines (``benchmarks.fleet``);
     ``scale``: the thousands-of-keys section's (``benchmarks.scale``); ``stream``: the stream
     at scale's (``benchmarks.stream_scale``); ``load_shaping``: retries, hedging and adaptive
-    limits (``benchmarks.load_shaping``)."""
+    limits (``benchmarks.load_shaping``); ``collapsing``: with and without a request collapser
+    (``benchmarks.collapsing``)."""
     lines = [
         "# Performance",
         "",
@@ -276,6 +278,7 @@ def render(
         *([*scale, ""] if scale else []),
         *([*stream, ""] if stream else []),
         *([*load_shaping, ""] if load_shaping else []),
+        *([*collapsing, ""] if collapsing else []),
         "## Notes",
         "",
         f"- {info.pybreaker_note}",

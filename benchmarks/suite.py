@@ -25,6 +25,7 @@ from actors import CommandRegistry, EventType, Reply
 from actors.pipeline import Pipeline, Stage
 from supervision.metrics import MAX_ACTIVE, MAX_IN_FLIGHT
 
+from .collapsing import CollapsingPlan, collapsing_report
 from .fleet import fleet_report
 from .fleet_plan import FleetPlan
 from .latency import (
@@ -134,6 +135,8 @@ class Plan:
     stream: StreamPlan = field(default_factory=StreamPlan.full)
     #: Retries, hedging and adaptive limits against simulated dependencies (issue 13).
     load_shaping: LoadShapingPlan = field(default_factory=LoadShapingPlan.full)
+    #: 50 callers with and without a request collapser (issue 14).
+    collapsing: CollapsingPlan = field(default_factory=CollapsingPlan.full)
 
     @classmethod
     def full(cls) -> Plan:
@@ -167,6 +170,7 @@ class Plan:
             scale=ScalePlan.quick(),
             stream=StreamPlan.quick(),
             load_shaping=LoadShapingPlan.quick(),
+            collapsing=CollapsingPlan.quick(),
         )
 
 
@@ -509,6 +513,7 @@ def run(plan: Plan) -> str:
     with _default_logging():
         stream = stream_report(plan.stream)
     load_shaping = load_shaping_report(plan.load_shaping)
+    collapsing = collapsing_report(plan.collapsing)
     pybreaker_note = describe_pybreaker()
     leftover = _join_leftover_threads(5.0)
     if leftover:
@@ -569,4 +574,5 @@ def run(plan: Plan) -> str:
         scale,
         stream,
         load_shaping,
+        collapsing,
     )
