@@ -157,6 +157,8 @@ class Batcher:
         self.group: str | None = cls.group
         #: Whether the collapser defines ``cache_key`` (docs/collapsing.md, request cache).
         self.cache_enabled = cls.cache_key is not Collapser.cache_key
+        #: The collapser's class name (for errors).
+        self.owner = cls.__qualname__
         #: The rolling counts (guarded by ``_stats_lock``; timed by the registry's clock).
         self._stats = CollapserStats(stats_clock)
         self._stats_lock = threading.Lock()
@@ -183,6 +185,10 @@ class Batcher:
             self._flush(batch)
         elif first:
             self._call_at(now + self.window, lambda: self._flush_if_current(batch))
+
+    def cache_key(self, payload: Any) -> Hashable | None:
+        """The collapser's request-cache key of an ask (None: not cached)."""
+        return self.collapser.cache_key(payload)
 
     def ask_shared(
         self, shared: Shared, first: bool, payload: Any, limit: float | None, deliver: OnAnswer

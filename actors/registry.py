@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import math
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -42,11 +41,21 @@ from supervision import (
     UnknownCommandError,
     monotonic,
 )
-from supervision.checks import MAX_SECONDS, as_float, check_number, show
+from supervision.checks import show
 from supervision.config import check_pool_name
 from supervision.injection import UNSET, FaultPlan, InjectionDisabledError
 from supervision.snapshot import CommandMetrics
 
+from .asking import (
+    check_deadline,
+    check_key,
+    check_timeout,
+    class_key,
+    dispatch,
+    future_of,
+    reply_of,
+    unwrap,
+)
 from .caller import call_here, call_here_async
 from .collapser import Batcher, Collapser, CollapserMetrics, check_collapser_class
 from .commands import Command, FunctionCall, FunctionCommand, check_command_class
@@ -70,7 +79,13 @@ from .registry_actor import (
     Route,
     largest_timeout,
 )
-from .request_cache import SCOPE, RequestScope, ask_here_async, ask_in_scope
+from .request_cache import (
+    SCOPE,
+    RequestScope,
+    ask_here_async,
+    ask_in_scope,
+    collapse_in_scope,
+)
 from .signatures import Ask, AskAsync, AskReply, AskReplyAsync, Key, Method
 from .stream import use_default_source
 from .ticket import Ticket
@@ -84,7 +99,6 @@ R = TypeVar("R")
 #: What ``register`` takes (and returns): a command class or a collapser class.
 Registrable = TypeVar("Registrable", type[Command], type[Collapser])
 
-_MAX_KEY_LENGTH = 256
 _SEMAPHORE = Isolation.SEMAPHORE
 
 
@@ -126,83 +140,6 @@ class _DefaultBound(Generic[P, R]):
         # __set__), so the hot path builds no bound method per call
         obj.__dict__[self.__name__] = bound
         return bound
-
-
-def _check_key(key: object) -> str:
-    if not isinstance(key, str):
-        msg = f"a command key must be a str, got {type(key).__name__} {show(key)}"
-        raise TypeError(msg)
-    if not key.strip():
-        msg = f"a command key must be a non-empty str, got {key!r}"
-        raise ValueError(msg)
-    if len(key) > _MAX_KEY_LENGTH:
-        msg = f"a command key must be at most {_MAX_KEY_LENGTH} characters, got {len(key)}"
-        raise ValueError(msg)
-    return key
-
-
-def _check_timeout(timeout: object) -> None:
-    check_number("timeout", timeout, unit="seconds", high=MAX_SECONDS, suffix=" or None")
-
-
-def _check_deadline(deadline: object) -> None:
-    if (
-        isinstance(deadline, bool)
-        or not isinstance(deadline, int | float)
-        or not math.isfinite(as_float(deadline))
-    ):
-        msg = f"deadline must be a finite time.monotonic() instant or None, got {show(deadline)}"
-        raise ValueError(msg)
-
-
-def _class_key(command_class: type[Command]) -> str:
-    key = getattr(command_class, "key", None)
-    if not isinstance(key, str):
-        msg = f"{command_class.__qualname__} has no command key (set its 'key' to a str)"
-        raise TypeError(msg)
-    return key
-
-
-def _dispatch(
-    port: CommandPort,
-    payload: Any,
-    limit: float | None,
-    block: bool,
-    on_answer: Callable[[Reply], object] | None,
-) -> Ticket | Reply:
-    """Make an admitted ask's call: on this thread under semaphore isolation, else on the
-    key's workers (as ``_submit`` does inline; a request scope's first ask calls this)."""
-    if port.config.isolation is _SEMAPHORE:
-        reply = call_here(port, payload, limit)  # on this thread, now
-        if on_answer is not None:
-            on_answer(reply)
-        return reply
-    return port.submit(payload, limit, block, on_answer)
-
-
-def _unwrap(reply: Reply) -> Any:
-    return reply.unwrap()
-
-
-def _reply(outcome: Ticket | Reply | pykka.Future[Reply]) -> Reply:
-    """Wait for the answer of a submitted call (one answered at once is already a Reply)."""
-    if isinstance(outcome, Reply):
-        return outcome
-    if isinstance(outcome, Ticket):
-        return outcome.port.wait(outcome)
-    return outcome.get()  # a collapsed ask (its batch answers it) or a cache waiter
-
-
-def _future(outcome: Ticket | Reply | pykka.Future[Reply]) -> pykka.Future[Reply]:
-    """A future of the answer of a submitted call."""
-    if isinstance(outcome, Reply):
-        future: pykka.ThreadingFuture[Reply] = pykka.ThreadingFuture()
-        future.set(outcome)
-        return future
-    if isinstance(outcome, pykka.Future):  # answered from a request scope's cache
-        return outcome
-    assert outcome.future is not None, "a non-blocking call's ticket carries a future"
-    return outcome.future
 
 
 class CommandRegistry:
@@ -325,7 +262,7 @@ class CommandRegistry:
             raise TypeError(msg)
         key = getattr(command_class, "key", None)
         try:
-            _check_key(key)
+            check_key(key)
         except (TypeError, ValueError) as exc:
             msg = f"{command_class.__qualname__}.key is invalid: {exc}"
             raise type(exc)(msg) from None
@@ -344,7 +281,7 @@ class CommandRegistry:
         self, cls: type[Collapser], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
         try:
-            key = _check_key(getattr(cls, "key", None))
+            key = check_key(getattr(cls, "key", None))
         except (TypeError, ValueError) as exc:
             msg = f"{cls.__qualname__}.key is invalid: {exc}"
             raise type(exc)(msg) from None
@@ -391,19 +328,12 @@ class CommandRegistry:
         future: pykka.ThreadingFuture[Reply] = pykka.ThreadingFuture()
         deliver = future.set if on_answer is None else on_answer
         cache = SCOPE.get()
-        if cache is not None and batcher.cache_enabled:
-            owner = type(batcher.collapser).__qualname__
-            key = batcher.collapser.cache_key(payload)
-            claimed = None if key is None else cache.claim(batcher, key, owner)
-            if claimed is not None:
-                entry, first = claimed
-                try:
-                    batcher.ask_shared(entry, first, payload, limit, deliver)
-                except BaseException:  # not queued (say, no batch command): the next ask tries
-                    if first:
-                        cache.forget(batcher, key, entry)
-                    raise
-                return future
+        if (
+            cache is not None
+            and batcher.cache_enabled
+            and collapse_in_scope(cache, batcher, payload, limit, deliver)
+        ):
+            return future
         batcher.ask(payload, limit, deliver)
         return future
 
@@ -441,13 +371,13 @@ class CommandRegistry:
         degraded answer, as ``Command.fallback``; ``config`` and ``group`` as on a
         ``Command``; ``cache_key(payload)`` as ``Command.cache_key`` (the request cache).
         ``actors.command`` is this method on the default registry."""
-        _check_key(key)
+        check_key(key)
         return CommandDecorator(self, key, config, fallback, group, cache_key=cache_key)
 
     @_DefaultBound
     def configure(self, key: str, config: CommandConfig) -> None:
         """Set a key's configuration (like ``hystrix.ConfigureCommand``), live or not."""
-        _check_key(key)
+        check_key(key)
         if not isinstance(config, CommandConfig):
             msg = f"configure() takes a CommandConfig, got {show(config)}"
             raise TypeError(msg)
@@ -505,7 +435,7 @@ class CommandRegistry:
 
     def _route(self, key: str, function_style: bool) -> CommandPort:
         """The first call to a key: the registry actor builds its port (or says why not)."""
-        _check_key(key)
+        check_key(key)
         self._ensure_open()
         self._routes.pop(key, None)
         try:
@@ -523,7 +453,7 @@ class CommandRegistry:
             return self._port(key)
         if not (isinstance(key, type) and issubclass(key, Command)):
             return self._port(key)  # not a key: refused there, with its type named
-        port = self._port(_class_key(key))
+        port = self._port(class_key(key))
         if not issubclass(port.command_class, key):
             registered = port.command_class.__qualname__
             msg = (
@@ -544,7 +474,7 @@ class CommandRegistry:
         on_answer: Callable[[Reply], object] | None = None,
     ) -> Ticket | Reply | pykka.Future[Reply]:
         if timeout is not None:
-            _check_timeout(timeout)
+            check_timeout(timeout)
         if deadline is None:
             # the hot path: a key given as a string whose port is cached and open
             port = self._routes.get(key) if type(key) is str else None
@@ -555,7 +485,7 @@ class CommandRegistry:
                 port = self._port_of(key)
             limit = timeout
         else:
-            _check_deadline(deadline)
+            check_deadline(deadline)
             left = deadline - time.monotonic()
             batcher = self._collapsers.get(key) if type(key) is str else None
             if batcher is not None and self._closed is None:
@@ -568,11 +498,11 @@ class CommandRegistry:
         cache = SCOPE.get()
         if cache is not None:  # in a request scope (docs/request-cache.md)
             cached = ask_in_scope(
-                cache, port, payload, limit, block, on_answer=on_answer, dispatch=_dispatch
+                cache, port, payload, limit, block, on_answer=on_answer, dispatch=dispatch
             )
             if cached is not None:
                 return cached
-        # _dispatch, inlined: the hot path pays no extra call
+        # dispatch, inlined: the hot path pays no extra call
         if port.config.isolation is _SEMAPHORE:
             reply = call_here(port, payload, limit)  # on this thread, now
             if on_answer is not None:
@@ -595,7 +525,7 @@ class CommandRegistry:
         lengthen it; a call whose ``deadline`` has already passed is answered TIMEOUT (then the
         fallback) without running."""
         outcome = self._submit(key, payload, timeout, block, deadline)
-        return _reply(outcome) if block else _future(outcome)
+        return reply_of(outcome) if block else future_of(outcome)
 
     ask_reply = cast("Method[AskReply]", _DefaultBound(_ask_reply, "ask_reply"))
     """``ask_reply(key, payload=None, *, block=True, timeout=None, deadline=None)``
@@ -626,7 +556,7 @@ class CommandRegistry:
         class's result type). A blocking ask on a thread running an event loop works but
         stalls the loop: the first one per key logs a warning naming ``ask_async``."""
         outcome = self._submit(key, payload, timeout, block, deadline)
-        return _reply(outcome).unwrap() if block else _future(outcome).map(_unwrap)
+        return reply_of(outcome).unwrap() if block else future_of(outcome).map(unwrap)
 
     ask = cast("Method[Ask]", _DefaultBound(_ask, "ask"))
     """``ask(key, payload=None, *, block=True, timeout=None, deadline=None)``
@@ -667,10 +597,10 @@ class CommandRegistry:
         here = self._semaphore_port(key)
         if here is not None:  # semaphore isolation: run in this task
             if timeout is not None:
-                _check_timeout(timeout)
+                check_timeout(timeout)
             limit = timeout
             if deadline is not None:
-                _check_deadline(deadline)
+                check_deadline(deadline)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return here.out_of_time(payload)
@@ -767,7 +697,7 @@ class CommandRegistry:
     ) -> pykka.Future[Any]:
         """hystrix-go's ``Go``: run ``run()`` under the key's protection; a future of its value
         (or of ``fallback(error)``'s). A key never configured uses the default config."""
-        return _future(self._call(key, run, fallback, block=False)).map(_unwrap)
+        return future_of(self._call(key, run, fallback, block=False)).map(unwrap)
 
     @_DefaultBound
     def do(
@@ -777,7 +707,7 @@ class CommandRegistry:
         fallback: Callable[[BaseException], Any] | None = None,
     ) -> Any:
         """hystrix-go's ``Do``: like ``go`` but blocks for the value."""
-        return _reply(self._call(key, run, fallback, block=True)).unwrap()
+        return reply_of(self._call(key, run, fallback, block=True)).unwrap()
 
     # -- looking -------------------------------------------------------------------------------
 
@@ -787,7 +717,7 @@ class CommandRegistry:
         port = self._routes.get(key) if isinstance(key, str) else None
         if port is not None and port.closed is None:
             return port.gate.health(key, port.status)
-        _check_key(key)
+        check_key(key)
         self._ensure_open()
         health: Health = self._actor.ask(HealthOf(key), block=True)
         return health
@@ -799,7 +729,7 @@ class CommandRegistry:
         A key registered but never used has no metrics yet: ``UnknownCommandError``."""
         port = self._routes.get(key) if type(key) is str else None
         if port is None or port.closed is not None:
-            _check_key(key)
+            check_key(key)
             self._ensure_open()
             port = self._live_port(key)
             if port is None:
@@ -819,7 +749,7 @@ class CommandRegistry:
         """Revive a key that is down (its supervisor's restarts were exhausted): a fresh
         supervisor, the restart count forgotten; the breaker's state is kept. No effect on a
         key that is up or restarting. Returns the key's status afterwards."""
-        _check_key(key)
+        check_key(key)
         self._ensure_open()
         status: str = self._actor.ask(Restart(key), block=True)
         return status
@@ -865,7 +795,7 @@ class CommandRegistry:
         plan = FaultPlan(
             latency=latency, error=error, outcome=outcome, rate=rate, duration=duration, seed=seed
         )
-        _check_key(key)
+        check_key(key)
         with self._lock:
             port = self._port(key)
             return self._injections.start(port, plan, port.clock, self._watchdog)
@@ -916,7 +846,7 @@ class CommandRegistry:
         Workers still inside ``run`` cannot be stopped: they are reported as zombies (daemon
         threads that end when ``run`` returns). Calling it again returns the first report."""
         if timeout is not None:
-            _check_timeout(timeout)
+            check_timeout(timeout)
         with self._lock:
             if self._report is not None and self._closed is not None:
                 return self._report

@@ -25,7 +25,7 @@ import logging
 import threading
 from collections.abc import Callable, Coroutine, Hashable, Iterable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import pykka
 
@@ -41,11 +41,13 @@ from .ticket import Ticket
 
 __all__ = [
     "SCOPE",
+    "Batching",
     "Dispatch",
     "RequestScope",
     "RequestScopeMiddleware",
     "ask_here_async",
     "ask_in_scope",
+    "collapse_in_scope",
 ]
 
 #: Called with the reply of a call answered later (a ticket's ``on_answer``).
@@ -398,6 +400,42 @@ async def ask_here_async(
     deliver = functools.partial(wake, loop, waiter)
     _wait_later(entry, port, payload, timeout, started, deliver=deliver)
     return await waiter
+
+
+class Batching(Protocol):
+    """A collapser's batches (``actors.collapser.Batcher``), as the cache uses them."""
+
+    #: The collapser's class name.
+    owner: str
+
+    def __hash__(self) -> int: ...
+
+    def cache_key(self, payload: Any) -> Hashable | None: ...
+
+    def ask_shared(
+        self, shared: _Entry, first: bool, payload: Any, limit: float | None, deliver: OnAnswer
+    ) -> None: ...
+
+
+def collapse_in_scope(
+    cache: _Cache, batcher: Batching, payload: Any, limit: float | None, deliver: OnAnswer
+) -> bool:
+    """An ask of a collapser with a cache key, in a request scope (docs/collapsing.md): the
+    first ask of a key joins a batch, the others share its reply. False if it is not cached
+    (no cache key, or the scope has ended: the caller queues it as usual)."""
+    key = batcher.cache_key(payload)
+    claimed = None if key is None else cache.claim(batcher, key, batcher.owner)
+    if claimed is None:
+        return False
+    entry, first = claimed
+    try:
+        batcher.ask_shared(entry, first, payload, limit, deliver)
+    except BaseException:  # not queued (say, no batch command): the next ask tries
+        if first:
+            assert key is not None
+            cache.forget(batcher, key, entry)
+        raise
+    return True
 
 
 # -- one scope per incoming request -------------------------------------------------------------
