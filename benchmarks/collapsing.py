@@ -10,11 +10,9 @@ same connections, measured in the same run.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import os
-import pathlib
 import sys
 import time
 
@@ -30,6 +28,7 @@ from .collapsing_run import (
     measure_variant,
 )
 from .load_shaping_common import ms, quiet_logging
+from .section import section_main
 
 __all__ = [
     "COLLAPSING_HEADING",
@@ -202,21 +201,15 @@ def collapsing_report(plan: CollapsingPlan) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    return section_main(
+        argv,
         prog="python -m benchmarks.collapsing",
         description="Only the request-collapsing section of the benchmark (issue 14).",
+        quick_help="a short run (about 10 s)",
+        report=lambda quick: collapsing_report(
+            CollapsingPlan.quick() if quick else CollapsingPlan.full()
+        ),
     )
-    parser.add_argument("--quick", action="store_true", help="a short run (about 10 s)")
-    parser.add_argument("--output", type=pathlib.Path, help="also write the section here")
-    args = parser.parse_args(argv)
-    plan = CollapsingPlan.quick() if args.quick else CollapsingPlan.full()
-    text = "\n".join(collapsing_report(plan))
-    print(text)
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text + "\n", encoding="utf-8")
-        print(f"written to {args.output}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -8,13 +8,12 @@ stderr, and nothing fails.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import pathlib
 import shutil
 import sys
 
 from .fleet_plan import FleetPlan
+from .section import section_main
 
 __all__ = ["FLEET_HEADING", "FleetPlan", "find_redis_server", "fleet_report", "main"]
 
@@ -53,20 +52,13 @@ def fleet_report(plan: FleetPlan) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    return section_main(
+        argv,
         prog="python -m benchmarks.fleet",
         description="Only the fleet-wide circuits section of the benchmark (needs redis-server).",
+        quick_help="a short run (about 40 s)",
+        report=lambda quick: fleet_report(FleetPlan.quick() if quick else FleetPlan.full()),
     )
-    parser.add_argument("--quick", action="store_true", help="a short run (about 40 s)")
-    parser.add_argument("--output", type=pathlib.Path, help="also write the section here")
-    args = parser.parse_args(argv)
-    text = "\n".join(fleet_report(FleetPlan.quick() if args.quick else FleetPlan.full())) + "\n"
-    print(text)
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text, encoding="utf-8")
-        print(f"written to {args.output}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -16,10 +16,8 @@ Three scenarios, each with its variants side by side in one run:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
-import pathlib
 import sys
 import time
 
@@ -28,6 +26,7 @@ from .load_shaping_hedge import hedge_table, measure_hedging
 from .load_shaping_limit import Capacity, measure_convergence, measure_limits
 from .load_shaping_limit_report import convergence_table, limit_notes, limit_table
 from .load_shaping_retry import measure_flaky, measure_storm, retry_tables
+from .section import section_main
 
 __all__ = ["LOAD_SHAPING_HEADING", "LoadShapingPlan", "load_shaping_report", "main"]
 
@@ -158,21 +157,15 @@ def load_shaping_report(plan: LoadShapingPlan) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    return section_main(
+        argv,
         prog="python -m benchmarks.load_shaping",
         description="Only the load-shaping section of the benchmark (issue 13).",
+        quick_help="a short run (about 40 s)",
+        report=lambda quick: load_shaping_report(
+            LoadShapingPlan.quick() if quick else LoadShapingPlan.full()
+        ),
     )
-    parser.add_argument("--quick", action="store_true", help="a short run (about 40 s)")
-    parser.add_argument("--output", type=pathlib.Path, help="also write the section here")
-    args = parser.parse_args(argv)
-    plan = LoadShapingPlan.quick() if args.quick else LoadShapingPlan.full()
-    text = "\n".join(load_shaping_report(plan))
-    print(text)
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text + "\n", encoding="utf-8")
-        print(f"written to {args.output}")
-    return 0
 
 
 if __name__ == "__main__":

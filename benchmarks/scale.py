@@ -13,7 +13,6 @@ was made and once every key is idle, divided by N.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import linecache
@@ -26,6 +25,8 @@ import time
 import tracemalloc
 from dataclasses import dataclass
 from typing import Any
+
+from .section import section_main
 
 __all__ = ["SCALE_HEADING", "ScalePlan", "main", "scale_report"]
 
@@ -516,21 +517,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
         return _child(argv[1:])
-    parser = argparse.ArgumentParser(
+    return section_main(
+        argv,
         prog="python -m benchmarks.scale",
         description="Only the thousands-of-keys section of the benchmark (passivation).",
+        quick_help="a short run (about 30 s)",
+        report=lambda quick: scale_report(ScalePlan.quick() if quick else ScalePlan.full()),
     )
-    parser.add_argument("--quick", action="store_true", help="a short run (about 30 s)")
-    parser.add_argument("--output", type=pathlib.Path, help="also write the section here")
-    args = parser.parse_args(argv)
-    plan = ScalePlan.quick() if args.quick else ScalePlan.full()
-    text = "\n".join(scale_report(plan)) + "\n"
-    print(text)
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text, encoding="utf-8")
-        print(f"written to {args.output}")
-    return 0
 
 
 if __name__ == "__main__":

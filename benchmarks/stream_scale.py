@@ -27,7 +27,6 @@ passivation.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import gc
@@ -50,6 +49,7 @@ from actors.ticks import FEW_KEYS, Ticks, tick_of_keys
 from supervision import SupervisionPolicy
 
 from .cells import Target, targets_cell, x
+from .section import section_main
 
 __all__ = ["LANDED", "STREAM_HEADING", "StreamPlan", "main", "stream_report"]
 
@@ -401,20 +401,13 @@ def stream_report(plan: StreamPlan) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    return section_main(
+        argv,
         prog="python -m benchmarks.stream_scale",
         description="Only the stream-at-scale section of the benchmark.",
+        quick_help="a short run",
+        report=lambda quick: stream_report(StreamPlan.quick() if quick else StreamPlan.full()),
     )
-    parser.add_argument("--quick", action="store_true", help="a short run")
-    parser.add_argument("--output", type=pathlib.Path, help="also write the section here")
-    args = parser.parse_args(argv)
-    text = "\n".join(stream_report(StreamPlan.quick() if args.quick else StreamPlan.full()))
-    print(text)
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text + "\n", encoding="utf-8")
-        print(f"written to {args.output}")
-    return 0
 
 
 if __name__ == "__main__":
